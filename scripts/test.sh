@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# `npm test`: every test, TypeScript and Python. Installs what it needs first.
+set -euo pipefail
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
+  npm ci --no-audit --no-fund
+fi
+bash scripts/ensure-venv.sh
+echo "== typecheck"
+npx tsc --noEmit
+echo "== vitest (TypeScript)"
+npx vitest run
+echo "== ruff (Python lint)"
+.venv/bin/ruff check runner
+echo "== pytest (Python)"
+.venv/bin/python -m pytest runner/tests
