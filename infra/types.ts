@@ -1,0 +1,177 @@
+/**
+ * The validated, defaults-resolved workspace configuration.
+ *
+ * This is the one typed shape that flows from `infra/config.ts` (which reads and validates the
+ * stack config with zod) into every consumer: the DaskWorkspace component (`infra/workspace/`),
+ * the AksCluster component (`infra/azure/`) and the local launcher (`infra/local/`).
+ * Memory is always in **bytes** here (exact integers); the original Kubernetes quantity string is
+ * kept beside it where a manifest needs to show it.
+ */
+
+/** Bytes, as an exact integer. */
+export type Bytes = number;
+
+/** A memory amount as both the user's Kubernetes quantity and its exact byte count. */
+export interface Memory {
+  /** Exact bytes (integer). */
+  bytes: Bytes;
+  /** Canonical Kubernetes quantity for manifests, e.g. `16Gi` or `3584Mi`. */
+  quantity: string;
+}
+
+/** Dask worker memory thresholds, fractions of the per-process memory limit. */
+export interface MemoryThresholds {
+  /** `distributed.worker.memory.target` (start spilling managed memory). */
+  target: number;
+  /** `distributed.worker.memory.spill` (spill based on process memory). */
+  spill: number;
+  /** `distributed.worker.memory.pause` (stop running new tasks). */
+  pause: number;
+  /** `distributed.worker.memory.terminate` (the nanny restarts the worker process). */
+  terminate: number;
+}
+
+/** Worker process recycling (`dask worker --lifetime ...`). Durations are Dask duration strings. */
+export interface WorkerLifetime {
+  /** `--lifetime`, e.g. `"1h"`. */
+  duration: string;
+  /** `--lifetime-stagger`, e.g. `"5m"`. */
+  stagger: string;
+  /** `--lifetime-restart`: the nanny starts a fresh process after retirement. */
+  restart: boolean;
+}
+
+export interface WorkersConfig {
+  /** Worker pods (Deployment replicas when autoscaling is off; initial size otherwise). */
+  replicas: number;
+  /** Dask worker processes per pod (`--nworkers`). */
+  nprocs: number;
+  /** Threads per process (`--nthreads`). */
+  threadsPerProcess: number;
+  /** The pod's memory request = limit. */
+  podMemory: Memory;
+  /** Explicit per-process `--memory-limit` (rendered as an exact byte count). */
+  memoryPerProcess: Memory;
+  /** podMemory − nprocs × memoryPerProcess, left for the nanny host process and overshoot. */
+  headroom: Memory;
+  /** CPU request = limit, Kubernetes quantity (`"2"`, `"1500m"`). */
+  cpu: string;
+  /** Same CPU in millicores. */
+  cpuMillis: number;
+  /** Process recycling; undefined disables it. */
+  lifetime?: WorkerLifetime;
+  memoryThresholds: MemoryThresholds;
+  /** `distributed.scheduler.worker-saturation`; applied on the scheduler. */
+  saturation: number | "inf";
+  /** `distributed.scheduler.allowed-failures`. */
+  allowedFailures: number;
+  /** `MALLOC_TRIM_THRESHOLD_` in bytes for every worker process. */
+  mallocTrimThreshold: number;
+  /** Seconds the preStop retirement may take; the grace period is derived from it. */
+  retireTimeoutSeconds: number;
+}
+
+export interface SchedulerConfig {
+  /** Scheduler comm port (default 8786). */
+  port: number;
+  /** Dashboard / HTTP port (default 8787). */
+  dashboardPort: number;
+  cpu: string;
+  memory: Memory;
+}
+
+export interface ImagesConfig {
+  /** Image for the scheduler and the workers (`images/dask.Dockerfile`). */
+  dask: string;
+  /** Image for the runner Jobs (`images/runner.Dockerfile`). */
+  runner: string;
+  pullPolicy: "Always" | "IfNotPresent" | "Never";
+}
+
+export interface ScaleDownBehaviour {
+  /** HPA scale-down stabilization window, seconds. */
+  stabilizationWindowSeconds: number;
+  /** At most this many pods removed per period. */
+  podsPerPeriod: number;
+  periodSeconds: number;
+}
+
+export interface AutoscalingConfig {
+  enabled: boolean;
+  minReplicas: number;
+  maxReplicas: number;
+  /** Average CPU utilisation target, percent. */
+  targetCpuUtilization: number;
+  scaleDown: ScaleDownBehaviour;
+}
+
+export type RunnerMode = "window" | "batch";
+
+export interface RunnerConfig {
+  serviceAccountName: string;
+  mode: RunnerMode;
+  window: "auto" | number;
+  batchSize: number;
+  /** Default results URI for jobs: a path or `az://container/prefix`. */
+  results: string;
+  cpu: string;
+  memory: Memory;
+}
+
+export interface JobConfig {
+  /** The `jobs.<name>` key; used in resource names. */
+  name: string;
+  /** Path of the study file as written in the stack config. */
+  studyPath: string;
+  /** The study file's contents (YAML or JSON), shipped in a ConfigMap. */
+  studyText: string;
+  results: string;
+  mode: RunnerMode;
+  window: "auto" | number;
+  batchSize: number;
+  backoffLimit: number;
+  ttlSecondsAfterFinished: number;
+  activeDeadlineSeconds: number;
+}
+
+export interface AzurePoolConfig {
+  vmSize: string;
+  count: number;
+}
+
+export interface AzureWorkerPoolConfig {
+  vmSize: string;
+  minCount: number;
+  maxCount: number;
+  spot: boolean;
+}
+
+export interface AzureConfig {
+  location: string;
+  /** Use an existing resource group by this name; create one when absent. */
+  resourceGroupName?: string;
+  kubernetesVersion?: string;
+  systemPool: AzurePoolConfig;
+  workerPool: AzureWorkerPoolConfig;
+  registrySku: "Basic" | "Standard" | "Premium";
+}
+
+export type Target = "azure" | "kubernetes";
+
+export interface WorkspaceConfig {
+  target: Target;
+  /** Kubernetes namespace for everything the workspace creates. */
+  namespace: string;
+  /** target kubernetes: path to a kubeconfig; the current one when absent. */
+  kubeconfig?: string;
+  /** target kubernetes: kubeconfig context; the current one when absent. */
+  context?: string;
+  images: ImagesConfig;
+  scheduler: SchedulerConfig;
+  workers: WorkersConfig;
+  autoscaling: AutoscalingConfig;
+  runner: RunnerConfig;
+  jobs: JobConfig[];
+  /** Present when target is `azure`. */
+  azure?: AzureConfig;
+}
