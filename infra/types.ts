@@ -154,6 +154,16 @@ export interface AzureConfig {
   systemPool: AzurePoolConfig;
   workerPool: AzureWorkerPoolConfig;
   registrySku: "Basic" | "Standard" | "Premium";
+  /**
+   * Microsoft Entra ID group object ids whose members become cluster admins. Setting any turns on
+   * AKS-managed Entra ID integration; without it the cluster keeps local accounts.
+   */
+  adminGroupObjectIds?: string[];
+  /**
+   * Disable AKS local accounts (static admin credentials). Default: true when
+   * `adminGroupObjectIds` is set, false otherwise (AKS refuses it without Entra ID integration).
+   */
+  disableLocalAccounts?: boolean;
 }
 
 export type Target = "azure" | "kubernetes";
