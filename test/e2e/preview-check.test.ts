@@ -1,0 +1,147 @@
+import { describe, expect, it } from "vitest";
+import {
+  checkChanges,
+  countByType,
+  parseRule,
+  parseUrn,
+  type PreviewDigest,
+} from "./preview-check.js";
+
+const STACK = "urn:pulumi:local::dask-workspace";
+const WORKSPACE = "dask-workspace:index:DaskWorkspace";
+const workerUrn = `${STACK}::${WORKSPACE}$kubernetes:apps/v1:Deployment::dask-workers`;
+const schedulerUrn = `${STACK}::${WORKSPACE}$kubernetes:apps/v1:Deployment::dask-scheduler`;
+const configMapUrn = `${STACK}::${WORKSPACE}$kubernetes:core/v1:ConfigMap::dask-config`;
+const hpaUrn = `${STACK}::${WORKSPACE}$kubernetes:autoscaling/v2:HorizontalPodAutoscaler::dask-workers`;
+
+const workerRule = parseRule("kubernetes:apps/v1:Deployment@worker=update");
+const configRule = parseRule("kubernetes:core/v1:ConfigMap@config=update,replace");
+
+describe("parseUrn", () => {
+  it("takes the innermost type of a child resource and the logical name", () => {
+    expect(parseUrn(workerUrn)).toEqual({
+      type: "kubernetes:apps/v1:Deployment",
+      name: "dask-workers",
+    });
+  });
+
+  it("reads a top-level resource and a name that contains '::'", () => {
+    expect(parseUrn(`${STACK}::pulumi:providers:kubernetes::default::4_34_2`)).toEqual({
+      type: "pulumi:providers:kubernetes",
+      name: "default::4_34_2",
+    });
+  });
+
+  it("rejects text that is not a URN", () => {
+    expect(() => parseUrn("dask-workers")).toThrow(/not a Pulumi URN/);
+  });
+});
+
+describe("parseRule", () => {
+  it("splits type, name part and ops", () => {
+    expect(configRule).toEqual({
+      type: "kubernetes:core/v1:ConfigMap",
+      namePart: "config",
+      ops: ["update", "replace"],
+    });
+  });
+
+  it("names the accepted form on bad input", () => {
+    expect(() => parseRule("Deployment=update")).toThrow(/TYPE_TOKEN@NAME_PART=OP/);
+  });
+});
+
+describe("checkChanges", () => {
+  it("accepts a preview whose steps are all 'same' when nothing is expected", () => {
+    const digest: PreviewDigest = {
+      steps: [
+        { op: "same", urn: workerUrn },
+        { op: "same", urn: hpaUrn },
+      ],
+    };
+    const report = checkChanges(digest, [], []);
+    expect(report).toEqual({ ok: true, changes: [], problems: [] });
+  });
+
+  it("flags a perpetual diff, naming the resource and the changed paths", () => {
+    const digest: PreviewDigest = {
+      steps: [
+        { op: "update", urn: workerUrn, detailedDiff: { "spec.replicas": { kind: "update" } } },
+        { op: "same", urn: hpaUrn },
+      ],
+    };
+    const report = checkChanges(digest, [], []);
+    expect(report.ok).toBe(false);
+    expect(report.problems).toEqual([
+      "unexpected change: update kubernetes:apps/v1:Deployment dask-workers [spec.replicas]",
+    ]);
+  });
+
+  it("accepts exactly the required worker update plus a tolerated ConfigMap replacement", () => {
+    const digest: PreviewDigest = {
+      steps: [
+        { op: "update", urn: workerUrn, detailedDiff: { "spec.template": { kind: "update" } } },
+        { op: "replace", urn: configMapUrn },
+        { op: "same", urn: schedulerUrn },
+      ],
+    };
+    const report = checkChanges(digest, [workerRule], [configRule]);
+    expect(report.ok).toBe(true);
+    expect(report.changes.map((c) => `${c.op} ${c.name}`)).toEqual([
+      "update dask-workers",
+      "replace dask-config",
+    ]);
+  });
+
+  it("fails when the required change is missing", () => {
+    const digest: PreviewDigest = { steps: [{ op: "same", urn: workerUrn }] };
+    const report = checkChanges(digest, [workerRule], []);
+    expect(report.ok).toBe(false);
+    expect(report.problems[0]).toMatch(
+      /expected a change \(update\) of kubernetes:apps\/v1:Deployment/,
+    );
+  });
+
+  it("fails when the worker Deployment would be replaced instead of updated", () => {
+    const digest: PreviewDigest = { steps: [{ op: "replace", urn: workerUrn }] };
+    const report = checkChanges(digest, [workerRule], []);
+    expect(report.ok).toBe(false);
+    expect(report.problems).toHaveLength(2);
+  });
+
+  it("fails when another resource changes too", () => {
+    const digest: PreviewDigest = {
+      steps: [
+        { op: "update", urn: workerUrn },
+        { op: "update", urn: schedulerUrn },
+      ],
+    };
+    const report = checkChanges(digest, [workerRule], [configRule]);
+    expect(report.problems).toEqual([
+      "unexpected change: update kubernetes:apps/v1:Deployment dask-scheduler",
+    ]);
+  });
+});
+
+describe("countByType", () => {
+  it("counts resources per type, sorted by type", () => {
+    expect(
+      countByType({
+        deployment: {
+          resources: [
+            { type: "kubernetes:apps/v1:Deployment" },
+            { type: "pulumi:pulumi:Stack" },
+            { type: "kubernetes:apps/v1:Deployment" },
+          ],
+        },
+      }),
+    ).toEqual([
+      ["kubernetes:apps/v1:Deployment", 2],
+      ["pulumi:pulumi:Stack", 1],
+    ]);
+  });
+
+  it("returns nothing for an empty stack", () => {
+    expect(countByType({ deployment: {} })).toEqual([]);
+  });
+});
