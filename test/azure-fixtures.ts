@@ -22,7 +22,9 @@ export interface FixtureOverrides {
   autoscaling?: { enabled: boolean; maxReplicas: number };
   schedulerMemory?: string;
   schedulerCpu?: string;
-  azure?: Partial<AzureConfig> & { workerPool?: Partial<AzureConfig["workerPool"]> };
+  azure?: Partial<Omit<AzureConfig, "workerPool">> & {
+    workerPool?: Partial<AzureConfig["workerPool"]>;
+  };
   target?: WorkspaceConfig["target"];
 }
 
