@@ -1,0 +1,176 @@
+/**
+ * `npm run render -- --stack <name> [--config-file <path>] --out <dir>`
+ *
+ * Evaluates the real Pulumi program (`infra/index.ts`) offline, under Pulumi's mock runtime (no
+ * cloud, no Pulumi CLI), and writes what it would create: every Kubernetes object as a plain YAML
+ * manifest under `<dir>/kubernetes/`, every Azure resource as JSON `{type, name, inputs}` under
+ * `<dir>/azure/`. Every Kubernetes object is validated against the Kubernetes OpenAPI schema
+ * first. Nothing is written unless the config is valid and every object passes.
+ *
+ * Exit codes: 0 rendered; 2 bad input (flags, unknown stack, invalid config); 1 a rendered object
+ * violates the schema or the program failed (a bug: please report it).
+ */
+import { existsSync, readdirSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { parseArgs } from "node:util";
+import * as pulumi from "@pulumi/pulumi";
+import {
+  ConfigError,
+  formatProblems,
+  parseWorkspaceConfig,
+  readStackConfigFile,
+} from "./config.js";
+import { planRender } from "./render/manifests.js";
+import { installRecordingMocks, settle, toRuntimeConfig } from "./render/mocks.js";
+import { formatViolations, validateManifests } from "./render/validate.js";
+import { writeRenderOutput } from "./render/write.js";
+
+const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+const PROGRAM = join(PROJECT_ROOT, "infra", "index.ts");
+
+const USAGE = `usage: npm run render -- --stack <name> [--config-file <path>] --out <dir>
+
+  --stack <name>         stack to render (reads Pulumi.<name>.yaml in ${PROJECT_ROOT})
+  --config-file <path>   read this stack file instead of Pulumi.<name>.yaml
+  --out <dir>            write <dir>/kubernetes/*.yaml and <dir>/azure/*.json`;
+
+/** A failure to report as a plain message (no stack trace) with an exit code. */
+class RenderError extends Error {
+  constructor(
+    message: string,
+    readonly exitCode: number,
+  ) {
+    super(message);
+  }
+}
+
+interface RenderArgs {
+  stack: string;
+  configFile: string;
+  out: string;
+}
+
+function knownStacks(): string[] {
+  return readdirSync(PROJECT_ROOT)
+    .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+    .filter((s): s is string => s !== undefined)
+    .sort();
+}
+
+export function parseRenderArgs(argv: string[]): RenderArgs {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        stack: { type: "string" },
+        "config-file": { type: "string" },
+        out: { type: "string" },
+        help: { type: "boolean", short: "h" },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new RenderError(`${(err as Error).message}\n\n${USAGE}`, 2);
+  }
+  if (values.help === true) {
+    throw new RenderError(USAGE, 0);
+  }
+  const missing = (["stack", "out"] as const).filter((k) => values[k] === undefined);
+  if (missing.length > 0) {
+    throw new RenderError(`missing ${missing.map((k) => `--${k}`).join(" and ")}\n\n${USAGE}`, 2);
+  }
+  const stack = values.stack as string;
+  const configFile =
+    values["config-file"] === undefined
+      ? join(PROJECT_ROOT, `Pulumi.${stack}.yaml`)
+      : resolve(values["config-file"]);
+  if (!existsSync(configFile)) {
+    if (values["config-file"] !== undefined) {
+      throw new RenderError(`config file ${configFile} does not exist`, 2);
+    }
+    const stacks = knownStacks();
+    throw new RenderError(
+      `unknown stack "${stack}": there is no Pulumi.${stack}.yaml in ${PROJECT_ROOT}. ` +
+        `Stacks here: ${stacks.length > 0 ? stacks.join(", ") : "(none)"}. ` +
+        `To render a stack file kept elsewhere, pass --config-file <path>.`,
+      2,
+    );
+  }
+  return { stack, configFile, out: values.out as string };
+}
+
+/** Reads and validates the stack config; every problem at once. */
+function readConfig(args: RenderArgs): Record<string, unknown> {
+  let raw: Record<string, unknown>;
+  try {
+    raw = readStackConfigFile(args.configFile);
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      throw new RenderError(formatProblems(err.problems), 2);
+    }
+    throw err;
+  }
+  const parsed = parseWorkspaceConfig(raw, { baseDir: PROJECT_ROOT, stack: args.stack });
+  if (!parsed.ok) {
+    throw new RenderError(
+      `invalid stack config in ${args.configFile}, ${parsed.problems.length} problem(s):\n` +
+        formatProblems(parsed.problems),
+      2,
+    );
+  }
+  return raw;
+}
+
+export async function render(args: RenderArgs): Promise<string> {
+  const raw = readConfig(args);
+  const recording = await installRecordingMocks(args.stack);
+  pulumi.runtime.setAllConfig(toRuntimeConfig(raw));
+  try {
+    await import(pathToFileURL(PROGRAM).href);
+  } catch (err) {
+    if (err instanceof pulumi.RunError) {
+      throw new RenderError(err.message, 2);
+    }
+    throw err;
+  }
+  await settle();
+
+  const plan = planRender(recording.resources);
+  const violations = await validateManifests(plan.kubernetes.map((k) => k.manifest));
+  if (violations.length > 0) {
+    throw new RenderError(
+      `${violations.length} schema violation(s) in the rendered Kubernetes objects; nothing written:\n` +
+        formatViolations(violations),
+      1,
+    );
+  }
+  const files = [...plan.kubernetes.map((k) => k.file), ...plan.azure];
+  await writeRenderOutput(args.out, files);
+  const skipped = plan.skipped.map((r) => `\n  not rendered: ${r.type} "${r.name}"`).join("");
+  return (
+    `rendered stack ${args.stack}: ${plan.kubernetes.length} Kubernetes objects, ` +
+    `${plan.azure.length} Azure resources → ${resolve(args.out)}${skipped}`
+  );
+}
+
+async function main(): Promise<number> {
+  try {
+    const args = parseRenderArgs(process.argv.slice(2));
+    console.log(await render(args));
+    return 0;
+  } catch (err) {
+    if (err instanceof RenderError) {
+      (err.exitCode === 0 ? console.log : console.error)(err.message);
+      return err.exitCode;
+    }
+    console.error(err);
+    return 1;
+  }
+}
+
+if (process.argv[1] !== undefined && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  process.exitCode = await main();
+}

@@ -1,0 +1,100 @@
+/**
+ * NetworkPolicies: nothing reaches a workspace pod unless a rule below allows it.
+ *
+ * Ingress:
+ * - default deny for every pod in the namespace;
+ * - the scheduler's comm port only from this workspace's worker and runner pods;
+ * - the scheduler's dashboard only from pods in the namespace (a `kubectl port-forward` is not
+ *   pod traffic and keeps working);
+ * - workers from the scheduler, other workers and the runner on every port: each `dask worker`
+ *   process (and its nanny) listens on a random port, which the scheduler hands to peers for
+ *   data transfer, so no fixed port list exists.
+ * Kubelet probes come from the node, which NetworkPolicy always allows.
+ *
+ * Egress is not restricted, on purpose. Runners and workers must reach DNS (on some clusters a
+ * node-local cache at a link-local address, not a pod), the Azure Blob endpoint for `az://`
+ * results (addresses that change and cannot be named in a NetworkPolicy, which has no FQDN
+ * rules), and the runner the API server (port 443 or 6443 depending on the distribution). A
+ * NetworkPolicy egress list would break one of these on some cluster; restrict egress at the
+ * cluster edge instead (Azure Firewall, or a CNI with FQDN policies).
+ */
+import type * as k8s from "@pulumi/kubernetes";
+import type { WorkspaceConfig } from "../types.js";
+import { recommendedLabels, selectorLabels, type WorkspaceNames } from "./labels.js";
+
+type NetworkPolicy = k8s.types.input.networking.v1.NetworkPolicy;
+type Peer = k8s.types.input.networking.v1.NetworkPolicyPeer;
+
+interface NetworkContext {
+  cfg: WorkspaceConfig;
+  instance: string;
+  names: WorkspaceNames;
+}
+
+/** A policy with its name beside it (the Pulumi logical name is the object name). */
+export interface NamedPolicy {
+  name: string;
+  manifest: NetworkPolicy;
+}
+
+function policy(
+  ctx: NetworkContext,
+  name: string,
+  spec: k8s.types.input.networking.v1.NetworkPolicySpec,
+): NamedPolicy {
+  const manifest: NetworkPolicy = {
+    apiVersion: "networking.k8s.io/v1",
+    kind: "NetworkPolicy",
+    metadata: {
+      name,
+      namespace: ctx.cfg.namespace,
+      labels: recommendedLabels(ctx.instance, "network"),
+    },
+    spec,
+  };
+  return { name, manifest };
+}
+
+function peer(instance: string, component: "scheduler" | "worker" | "runner"): Peer {
+  return { podSelector: { matchLabels: selectorLabels(instance, component) } };
+}
+
+/** Every NetworkPolicy of the workspace, in a fixed order. */
+export function networkPolicies(ctx: NetworkContext): NamedPolicy[] {
+  const { cfg, instance, names } = ctx;
+  const scheduler = { matchLabels: selectorLabels(instance, "scheduler") };
+  return [
+    // Selects every pod and allows nothing: the baseline the rules below open up.
+    policy(ctx, names.defaultDeny, { podSelector: {}, policyTypes: ["Ingress"] }),
+    policy(ctx, names.schedulerComm, {
+      podSelector: scheduler,
+      policyTypes: ["Ingress"],
+      ingress: [
+        {
+          from: [peer(instance, "worker"), peer(instance, "runner")],
+          ports: [{ protocol: "TCP", port: cfg.scheduler.port }],
+        },
+      ],
+    }),
+    policy(ctx, names.schedulerDashboard, {
+      podSelector: scheduler,
+      policyTypes: ["Ingress"],
+      ingress: [
+        {
+          // An empty podSelector without namespaceSelector: any pod in this namespace.
+          from: [{ podSelector: {} }],
+          ports: [{ protocol: "TCP", port: cfg.scheduler.dashboardPort }],
+        },
+      ],
+    }),
+    policy(ctx, names.workerPeers, {
+      podSelector: { matchLabels: selectorLabels(instance, "worker") },
+      policyTypes: ["Ingress"],
+      ingress: [
+        {
+          from: [peer(instance, "scheduler"), peer(instance, "worker"), peer(instance, "runner")],
+        },
+      ],
+    }),
+  ];
+}

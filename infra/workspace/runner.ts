@@ -1,0 +1,250 @@
+/**
+ * The runner: a ServiceAccount that may only read pods and events (to see OOM kills and
+ * evictions), and one Kubernetes Job per `jobs.<name>` entry that runs
+ * `python -m dask_workspace run` against the workspace's scheduler.
+ */
+import { posix } from "node:path";
+import type * as k8s from "@pulumi/kubernetes";
+import type * as pulumi from "@pulumi/pulumi";
+import type { JobConfig, WorkspaceConfig } from "../types.js";
+import { daskConfigEnv, daskConfigMount, daskConfigVolume } from "./daskconfig.js";
+import { jobNames, recommendedLabels, type WorkspaceNames } from "./labels.js";
+import { type NodePlacement, placementFields } from "./placement.js";
+import {
+  SCRATCH_DIR,
+  restrictedContainerSecurityContext,
+  restrictedPodSecurityContext,
+  scratchVolume,
+  scratchVolumeMount,
+} from "./security.js";
+
+/** Where the study ConfigMap is mounted in the runner container. */
+export const STUDY_DIR = "/study";
+/** Where the runner writes its summary JSON (scratch; the runner also logs the summary). */
+export const SUMMARY_PATH = `${SCRATCH_DIR}/summary.json`;
+
+/** A ConfigMap key: `[-._a-zA-Z0-9]+`. */
+const CONFIGMAP_KEY = /^[-._a-zA-Z0-9]+$/;
+
+/**
+ * The study's file name inside the ConfigMap and `STUDY_DIR`: its own base name when that is a
+ * valid ConfigMap key, else `study<ext>` (the extension tells the runner YAML from JSON).
+ */
+export function studyFileName(studyPath: string): string {
+  const base = posix.basename(studyPath.replaceAll("\\", "/"));
+  if (CONFIGMAP_KEY.test(base) && base !== "." && base !== "..") {
+    return base;
+  }
+  const ext = posix.extname(base);
+  return `study${CONFIGMAP_KEY.test(ext) ? ext : ".yaml"}`;
+}
+
+/** The runner command for one job, per the runner contract in ARCHITECTURE.md. */
+export function runnerCommand(
+  job: JobConfig,
+  opts: { schedulerAddress: string; studyFile: string; summaryPath: string },
+): string[] {
+  return [
+    "python",
+    "-m",
+    "dask_workspace",
+    "run",
+    opts.studyFile,
+    "--scheduler",
+    opts.schedulerAddress,
+    "--results",
+    job.results,
+    "--mode",
+    job.mode,
+    "--window",
+    String(job.window),
+    "--batch-size",
+    String(job.batchSize),
+    "--summary",
+    opts.summaryPath,
+  ];
+}
+
+/**
+ * A writable mount for a results URI that is a local absolute path outside the scratch dir (the
+ * root filesystem is read-only). Such results live only as long as the pod: durable results on a
+ * cluster need `az://...`. URIs with a scheme, relative paths (the working directory is the
+ * scratch dir) and paths under it need nothing.
+ */
+export function localResultsMountPath(results: string): string | undefined {
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(results) || !results.startsWith("/")) {
+    return undefined;
+  }
+  const normalized = posix.normalize(results);
+  if (normalized === SCRATCH_DIR || normalized.startsWith(`${SCRATCH_DIR}/`)) {
+    return undefined;
+  }
+  return normalized;
+}
+
+/**
+ * The runner's RBAC rules: read-only, pods and events only. The runner watches its workers' pods
+ * for `OOMKilled` terminations and reads events to explain a dying cluster; it never needs to
+ * change anything, so a compromised study gets no write access to the cluster.
+ */
+export function runnerRoleRules(): k8s.types.input.rbac.v1.PolicyRule[] {
+  return [{ apiGroups: [""], resources: ["pods", "events"], verbs: ["get", "list", "watch"] }];
+}
+
+export interface RunnerContext {
+  cfg: WorkspaceConfig;
+  instance: string;
+  names: WorkspaceNames;
+  schedulerAddress: string;
+  placement?: NodePlacement;
+  /** Annotations on the ServiceAccount (workload identity: `azure.workload.identity/client-id`). */
+  serviceAccountAnnotations?: Record<string, pulumi.Input<string>>;
+  /** Extra labels on Job pods (workload identity: `azure.workload.identity/use: "true"`). */
+  jobPodLabels?: Record<string, string>;
+}
+
+export function runnerServiceAccount(ctx: RunnerContext): k8s.types.input.core.v1.ServiceAccount {
+  const { cfg, instance } = ctx;
+  const annotations = ctx.serviceAccountAnnotations ?? {};
+  return {
+    apiVersion: "v1",
+    kind: "ServiceAccount",
+    metadata: {
+      name: cfg.runner.serviceAccountName,
+      namespace: cfg.namespace,
+      labels: recommendedLabels(instance, "runner", cfg.images.runner),
+      ...(Object.keys(annotations).length > 0 ? { annotations } : {}),
+    },
+  };
+}
+
+export function runnerRole(ctx: RunnerContext): k8s.types.input.rbac.v1.Role {
+  const { cfg, instance, names } = ctx;
+  return {
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "Role",
+    metadata: {
+      name: names.runner,
+      namespace: cfg.namespace,
+      labels: recommendedLabels(instance, "runner", cfg.images.runner),
+    },
+    rules: runnerRoleRules(),
+  };
+}
+
+export function runnerRoleBinding(ctx: RunnerContext): k8s.types.input.rbac.v1.RoleBinding {
+  const { cfg, instance, names } = ctx;
+  return {
+    apiVersion: "rbac.authorization.k8s.io/v1",
+    kind: "RoleBinding",
+    metadata: {
+      name: names.runner,
+      namespace: cfg.namespace,
+      labels: recommendedLabels(instance, "runner", cfg.images.runner),
+    },
+    roleRef: { apiGroup: "rbac.authorization.k8s.io", kind: "Role", name: names.runner },
+    subjects: [
+      { kind: "ServiceAccount", name: cfg.runner.serviceAccountName, namespace: cfg.namespace },
+    ],
+  };
+}
+
+/** The study file, shipped to the runner as a ConfigMap (the runner image knows no studies). */
+export function studyConfigMap(
+  ctx: RunnerContext,
+  job: JobConfig,
+): k8s.types.input.core.v1.ConfigMap {
+  const { cfg, instance } = ctx;
+  return {
+    apiVersion: "v1",
+    kind: "ConfigMap",
+    metadata: {
+      name: jobNames(instance, job.name).study,
+      namespace: cfg.namespace,
+      labels: { ...recommendedLabels(instance, "runner", cfg.images.runner), ...jobLabel(job) },
+    },
+    data: { [studyFileName(job.studyPath)]: job.studyText },
+  };
+}
+
+function jobLabel(job: JobConfig): Record<string, string> {
+  return { "dask-workspace/job": job.name };
+}
+
+/**
+ * One runner Job. `pulumi.com/skipAwait` because a study runs for hours and `pulumi up` must not
+ * block on it; `backoffLimit` bounds retries of a crashing runner (each retry resumes from the
+ * results manifest), `activeDeadlineSeconds` bounds the whole run, and the TTL cleans up after.
+ */
+export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.batch.v1.Job {
+  const { cfg, instance } = ctx;
+  const names = jobNames(instance, job.name);
+  const file = studyFileName(job.studyPath);
+  const podLabels = {
+    ...recommendedLabels(instance, "runner", cfg.images.runner),
+    ...jobLabel(job),
+    ...(ctx.jobPodLabels ?? {}),
+  };
+  const resources = { cpu: cfg.runner.cpu, memory: cfg.runner.memory.quantity };
+  const resultsMount = localResultsMountPath(job.results);
+  return {
+    apiVersion: "batch/v1",
+    kind: "Job",
+    metadata: {
+      name: names.job,
+      namespace: cfg.namespace,
+      labels: { ...recommendedLabels(instance, "runner", cfg.images.runner), ...jobLabel(job) },
+      annotations: { "pulumi.com/skipAwait": "true" },
+    },
+    spec: {
+      backoffLimit: job.backoffLimit,
+      ttlSecondsAfterFinished: job.ttlSecondsAfterFinished,
+      activeDeadlineSeconds: job.activeDeadlineSeconds,
+      template: {
+        metadata: { labels: podLabels },
+        spec: {
+          restartPolicy: "Never",
+          serviceAccountName: cfg.runner.serviceAccountName,
+          // The runner reads pods and events through the API (see `runnerRoleRules`).
+          automountServiceAccountToken: true,
+          securityContext: restrictedPodSecurityContext(),
+          ...placementFields(ctx.placement),
+          containers: [
+            {
+              name: "runner",
+              image: cfg.images.runner,
+              imagePullPolicy: cfg.images.pullPolicy,
+              workingDir: SCRATCH_DIR,
+              command: runnerCommand(job, {
+                schedulerAddress: ctx.schedulerAddress,
+                studyFile: `${STUDY_DIR}/${file}`,
+                summaryPath: SUMMARY_PATH,
+              }),
+              env: [
+                ...daskConfigEnv(),
+                { name: "HOME", value: SCRATCH_DIR },
+                { name: "PYTHONUNBUFFERED", value: "1" },
+              ],
+              resources: { requests: resources, limits: resources },
+              securityContext: restrictedContainerSecurityContext(),
+              volumeMounts: [
+                daskConfigMount(),
+                scratchVolumeMount(),
+                { name: "study", mountPath: STUDY_DIR, readOnly: true },
+                ...(resultsMount === undefined
+                  ? []
+                  : [{ name: "results", mountPath: resultsMount }]),
+              ],
+            },
+          ],
+          volumes: [
+            daskConfigVolume(ctx.names.daskConfig),
+            scratchVolume(),
+            { name: "study", configMap: { name: names.study } },
+            ...(resultsMount === undefined ? [] : [{ name: "results", emptyDir: {} }]),
+          ],
+        },
+      },
+    },
+  };
+}
