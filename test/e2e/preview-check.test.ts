@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import {
   checkChanges,
+  checkCreates,
   countByType,
   parseRule,
   parseUrn,
@@ -143,5 +144,29 @@ describe("countByType", () => {
 
   it("returns nothing for an empty stack", () => {
     expect(countByType({ deployment: {} })).toEqual([]);
+  });
+});
+
+describe("checkCreates", () => {
+  it("counts the creates of a first preview by type", () => {
+    const report = checkCreates({
+      steps: [
+        { op: "create", urn: workerUrn },
+        { op: "create", urn: schedulerUrn },
+        { op: "create", urn: hpaUrn },
+      ],
+    });
+    expect(report.ok).toBe(true);
+    expect(report.byType).toEqual([
+      ["kubernetes:apps/v1:Deployment", 2],
+      ["kubernetes:autoscaling/v2:HorizontalPodAutoscaler", 1],
+    ]);
+  });
+
+  it("fails on anything but creates, and on an empty preview", () => {
+    expect(checkCreates({ steps: [{ op: "update", urn: workerUrn }] }).problems).toEqual([
+      "not a create on an empty stack: update kubernetes:apps/v1:Deployment dask-workers",
+    ]);
+    expect(checkCreates({ steps: [] }).problems).toEqual(["the preview creates nothing"]);
   });
 });

@@ -4,6 +4,7 @@
  * test/e2e/run.sh:
  *
  *   tsx test/e2e/preview-check.ts changes <preview.json> [--require RULE]... [--allow RULE]...
+ *   tsx test/e2e/preview-check.ts creates <preview.json>
  *   tsx test/e2e/preview-check.ts counts <stack-export.json>
  *
  * A RULE is `TYPE_TOKEN@NAME_PART=OP[,OP...]`, e.g. `kubernetes:apps/v1:Deployment@worker=update`:
@@ -136,6 +137,26 @@ export function checkChanges(
   return { ok: problems.length === 0, changes, problems };
 }
 
+/**
+ * The first preview of an empty stack: every changing step must be a `create`, and there must be
+ * some. Returns the creates by type, sorted by type.
+ */
+export function checkCreates(digest: PreviewDigest): {
+  ok: boolean;
+  byType: Array<[string, number]>;
+  problems: string[];
+} {
+  const changes = changingSteps(digest);
+  const problems = changes
+    .filter((change) => change.op !== "create")
+    .map((change) => `not a create on an empty stack: ${describe(change)}`);
+  if (changes.length === 0) problems.push("the preview creates nothing");
+  const counts = new Map<string, number>();
+  for (const change of changes) counts.set(change.type, (counts.get(change.type) ?? 0) + 1);
+  const byType = [...counts.entries()].sort(([a], [b]) => a.localeCompare(b));
+  return { ok: problems.length === 0, byType, problems };
+}
+
 /** `pulumi stack export` (only what the counts read). */
 export interface StackExport {
   deployment?: { resources?: Array<{ type: string }> };
@@ -163,6 +184,14 @@ function main(argv: string[]): number {
     for (const [type, n] of counts) console.log(`  ${String(n).padStart(3)}  ${type}`);
     return total > 0 ? 0 : 1;
   }
+  if (command === "creates" && file) {
+    const report = checkCreates(readJson<PreviewDigest>(file));
+    const total = report.byType.reduce((sum, [, n]) => sum + n, 0);
+    console.log(`preview creates: ${total}`);
+    for (const [type, n] of report.byType) console.log(`  ${String(n).padStart(3)}  ${type}`);
+    for (const problem of report.problems) console.error(`preview-check: ${problem}`);
+    return report.ok ? 0 : 1;
+  }
   if (command === "changes" && file) {
     const required: ChangeRule[] = [];
     const allowed: ChangeRule[] = [];
@@ -183,6 +212,7 @@ function main(argv: string[]): number {
   }
   console.error(
     "usage: preview-check.ts changes <preview.json> [--require RULE]... [--allow RULE]...\n" +
+      "       preview-check.ts creates <preview.json>\n" +
       "       preview-check.ts counts <stack-export.json>",
   );
   return 2;

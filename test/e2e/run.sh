@@ -1,0 +1,334 @@
+#!/usr/bin/env bash
+# `npm run test:e2e`: the real Pulumi CLI against a real kube-apiserver, on a copy of the `local`
+# stack. Everything listens on 127.0.0.1 only and lives in one temporary directory; the control
+# plane is torn down on every exit path.
+#
+#   preview (server-side dry run) → up → preview --expect-no-changes → config edit of
+#   workers.nprocs → preview (exactly the expected change) → up → preview --expect-no-changes →
+#   destroy
+#
+# Tools come from test/e2e/tools.sh (built once from the Go module proxy, cached under
+# ~/.cache/dask-workspace/). See docs/e2e.md.
+#
+# Environment:
+#   E2E_KEEP=1              keep the temporary directory (logs, state, kubeconfig) after the run
+#   E2E_NPROCS=N            the workers.nprocs value for the config edit (default: derived)
+#   DASK_WORKSPACE_CACHE    the tools cache (default ~/.cache/dask-workspace)
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+HERE="$ROOT/test/e2e"
+STACK="local"
+START_TS=$(date +%s)
+
+say() { printf '\n== e2e: %s\n' "$*"; }
+fail() {
+  echo "e2e: FAILED: $*" >&2
+  exit 1
+}
+
+# --- tools ------------------------------------------------------------------------------------
+if [[ ! -d "$ROOT/node_modules" || "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]]; then
+  (cd "$ROOT" && npm ci --no-audit --no-fund >&2)
+fi
+say "tools"
+bash "$HERE/tools.sh" || fail "the e2e tools are not ready (see above; docs/e2e.md explains each one)"
+eval "$(bash "$HERE/tools.sh" --env)"
+CACHE="${DASK_WORKSPACE_CACHE:-$HOME/.cache/dask-workspace}"
+BIN="$CACHE/bin"
+TSX="$ROOT/node_modules/.bin/tsx"
+
+# --- temporary directory and teardown ---------------------------------------------------------
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/dask-workspace-e2e.XXXXXX")"
+PIDS=()
+NAMES=()
+teardown() {
+  local code=$?
+  set +e
+  if ((${#PIDS[@]} > 0)); then
+    say "teardown"
+    local i
+    # Reverse start order: kwok and controllers before the apiserver, etcd last.
+    for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+      kill -TERM "${PIDS[$i]}" 2>/dev/null
+      for _ in $(seq 1 50); do
+        kill -0 "${PIDS[$i]}" 2>/dev/null || break
+        sleep 0.2
+      done
+      kill -KILL "${PIDS[$i]}" 2>/dev/null
+      wait "${PIDS[$i]}" 2>/dev/null
+      echo "stopped ${NAMES[$i]} (pid ${PIDS[$i]})"
+    done
+  fi
+  if [[ "$code" != 0 ]]; then
+    echo "e2e: logs in $WORK/logs" >&2
+    for f in "$WORK"/logs/*.log; do
+      [[ -f "$f" ]] || continue
+      echo "---- last lines of $f" >&2
+      tail -n 15 "$f" >&2
+    done
+  fi
+  if [[ "${E2E_KEEP:-0}" == 1 || "$code" != 0 ]]; then
+    echo "e2e: kept $WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+  echo "e2e: wall time $(($(date +%s) - START_TS))s"
+  exit "$code"
+}
+trap teardown EXIT
+trap 'exit 130' INT TERM
+mkdir -p "$WORK/logs" "$WORK/pki" "$WORK/state"
+
+# start NAME CMD...: runs a control-plane process in the background, logging to logs/NAME.log.
+start() {
+  local name="$1"
+  shift
+  "$@" >"$WORK/logs/$name.log" 2>&1 &
+  PIDS+=("$!")
+  NAMES+=("$name")
+}
+
+# alive NAME: fails with the log's tail when a started process has exited.
+alive() {
+  local i
+  for i in "${!NAMES[@]}"; do
+    if [[ "${NAMES[$i]}" == "$1" ]] && ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
+      fail "$1 exited; see $WORK/logs/$1.log"
+    fi
+  done
+}
+
+free_port() {
+  node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
+}
+
+# --- certificates and kubeconfig --------------------------------------------------------------
+say "certificates (openssl) and kubeconfig"
+PKI="$WORK/pki"
+SERVICE_CIDR="10.96.0.0/16"
+SERVICE_IP="10.96.0.1" # first address of SERVICE_CIDR: the `kubernetes` Service
+gen_pki() {
+  cd "$PKI"
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -keyout ca.key -out ca.crt -subj "/CN=dask-workspace-e2e-ca"
+  # apiserver serving certificate: loopback and the in-cluster names.
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout apiserver.key \
+    -out apiserver.csr -subj "/CN=kube-apiserver"
+  printf 'subjectAltName=IP:127.0.0.1,IP:%s,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local\nextendedKeyUsage=serverAuth\n' \
+    "$SERVICE_IP" >apiserver.ext
+  openssl x509 -req -in apiserver.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile apiserver.ext -out apiserver.crt
+  # One admin client identity (group system:masters) for Pulumi, the controllers and kwok.
+  openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout admin.key \
+    -out admin.csr -subj "/O=system:masters/CN=e2e-admin"
+  printf 'extendedKeyUsage=clientAuth\n' >client.ext
+  openssl x509 -req -in admin.csr -CA ca.crt -CAkey ca.key -CAcreateserial -days 2 \
+    -extfile client.ext -out admin.crt
+  # Service-account token signing key pair.
+  openssl genrsa -out sa.key 2048
+  openssl rsa -in sa.key -pubout -out sa.pub
+}
+(gen_pki) >"$WORK/logs/pki.log" 2>&1 || fail "openssl; see $WORK/logs/pki.log"
+
+ETCD_PORT=$(free_port)
+ETCD_PEER_PORT=$(free_port)
+API_PORT=$(free_port)
+KWOK_PORT=$(free_port)
+KUBECONFIG="$WORK/kubeconfig"
+export KUBECONFIG
+cat >"$KUBECONFIG" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+  - name: e2e
+    cluster:
+      server: https://127.0.0.1:$API_PORT
+      certificate-authority: $PKI/ca.crt
+users:
+  - name: e2e-admin
+    user:
+      client-certificate: $PKI/admin.crt
+      client-key: $PKI/admin.key
+contexts:
+  - name: e2e
+    context: { cluster: e2e, user: e2e-admin }
+current-context: e2e
+EOF
+
+# api METHOD PATH [BODY]: one request to the apiserver as e2e-admin.
+api() {
+  curl -sS --fail-with-body --cacert "$PKI/ca.crt" --cert "$PKI/admin.crt" --key "$PKI/admin.key" \
+    -X "$1" -H 'Content-Type: application/json' ${3:+--data "$3"} "https://127.0.0.1:$API_PORT$2"
+}
+
+# --- control plane ----------------------------------------------------------------------------
+say "control plane on 127.0.0.1 (etcd :$ETCD_PORT, kube-apiserver :$API_PORT)"
+CP_START=$(date +%s)
+start etcd "$BIN/etcd" --name e2e --data-dir "$WORK/etcd" \
+  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster "e2e=http://127.0.0.1:$ETCD_PEER_PORT" \
+  --unsafe-no-fsync --log-level warn
+
+start kube-apiserver "$BIN/kube-apiserver" \
+  --etcd-servers "http://127.0.0.1:$ETCD_PORT" \
+  --bind-address 127.0.0.1 --advertise-address 127.0.0.1 --secure-port "$API_PORT" \
+  --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
+  --client-ca-file "$PKI/ca.crt" \
+  --service-account-issuer https://kubernetes.default.svc.cluster.local \
+  --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
+  --service-cluster-ip-range "$SERVICE_CIDR" \
+  --authorization-mode RBAC \
+  --endpoint-reconciler-type none \
+  --cert-dir "$WORK/apiserver" \
+  --profiling=false
+
+for _ in $(seq 1 240); do
+  alive etcd
+  alive kube-apiserver
+  if [[ "$(api GET /readyz 2>/dev/null)" == ok ]]; then break; fi
+  sleep 0.5
+done
+[[ "$(api GET /readyz 2>/dev/null)" == ok ]] || fail "kube-apiserver not ready after 120s"
+KUBE_SERVER_VERSION="$(api GET /version | node -e 'let s="";process.stdin.on("data",d=>s+=d).on("end",()=>console.log(JSON.parse(s).gitVersion))')"
+echo "kube-apiserver $KUBE_SERVER_VERSION ready in $(($(date +%s) - CP_START))s"
+
+start kube-controller-manager "$BIN/kube-controller-manager" \
+  --kubeconfig "$KUBECONFIG" --authentication-kubeconfig "$KUBECONFIG" \
+  --authorization-kubeconfig "$KUBECONFIG" \
+  --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false \
+  --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/ca.crt" \
+  --use-service-account-credentials=false \
+  --service-cluster-ip-range "$SERVICE_CIDR"
+# kube-scheduler binds pods to the kwok nodes; kwok plays their kubelets, so pods become Running and
+# Ready and `pulumi up` awaits real Deployment rollouts and Service endpoints.
+start kube-scheduler "$BIN/kube-scheduler" \
+  --kubeconfig "$KUBECONFIG" --authentication-kubeconfig "$KUBECONFIG" \
+  --authorization-kubeconfig "$KUBECONFIG" \
+  --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false
+start kwok "$BIN/kwok" --kubeconfig "$KUBECONFIG" --config "$CACHE/share/kwok-stages.yaml" \
+  --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
+  --cidr 10.244.0.0/16 --node-ip 10.0.0.2 --server-address "127.0.0.1:$KWOK_PORT"
+# Two simulated nodes, big enough for the local stack's pods.
+for n in 0 1; do
+  api POST /api/v1/nodes "$(
+    cat <<EOF
+{"apiVersion":"v1","kind":"Node","metadata":{"name":"kwok-node-$n",
+ "annotations":{"kwok.x-k8s.io/node":"fake","node.alpha.kubernetes.io/ttl":"0"},
+ "labels":{"kubernetes.io/hostname":"kwok-node-$n","kubernetes.io/os":"linux","kubernetes.io/arch":"amd64","type":"kwok"}},
+ "status":{"capacity":{"cpu":"32","memory":"256Gi","pods":"110"},"allocatable":{"cpu":"32","memory":"256Gi","pods":"110"}}}
+EOF
+  )" >/dev/null
+done
+for _ in $(seq 1 120); do
+  alive kwok
+  ready_nodes="$(api GET /api/v1/nodes | node -e '
+    let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+      const nodes = JSON.parse(s).items;
+      console.log(nodes.filter((n) => (n.status.conditions ?? []).some((c) => c.type === "Ready" && c.status === "True")).length);
+    });')"
+  [[ "$ready_nodes" == 2 ]] && break
+  sleep 0.5
+done
+[[ "$ready_nodes" == 2 ]] || fail "kwok nodes not Ready after 60s"
+echo "2 kwok nodes Ready"
+# The controller-manager creates each namespace's `default` ServiceAccount; wait for it so pods
+# are not rejected by the ServiceAccount admission plugin.
+for _ in $(seq 1 120); do
+  alive kube-controller-manager
+  api GET /api/v1/namespaces/default/serviceaccounts/default >/dev/null 2>&1 && break
+  sleep 0.5
+done
+echo "control plane up in $(($(date +%s) - CP_START))s"
+
+# --- the Pulumi project copy ------------------------------------------------------------------
+say "pulumi project copy of stack '$STACK'"
+PROJECT="$WORK/project"
+mkdir -p "$PROJECT"
+[[ -f "$ROOT/Pulumi.yaml" ]] || fail "no Pulumi.yaml in $ROOT"
+[[ -f "$ROOT/Pulumi.$STACK.yaml" ]] || fail "no Pulumi.$STACK.yaml in $ROOT"
+# Symlinks to everything but the Pulumi files, which are copies: `stack init` and `config set`
+# write into the copy, never into the repository.
+for entry in "$ROOT"/* "$ROOT"/.[!.]*; do
+  base="$(basename "$entry")"
+  case "$base" in
+    .git | Pulumi.*yaml) ;;
+    *) ln -s "$entry" "$PROJECT/$base" ;;
+  esac
+done
+cp "$ROOT/Pulumi.yaml" "$ROOT/Pulumi.$STACK.yaml" "$PROJECT/"
+
+export PULUMI_BACKEND_URL="file://$WORK/state"
+export PULUMI_CONFIG_PASSPHRASE="test"
+export PULUMI_SKIP_UPDATE_CHECK=true
+export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true
+export PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=true
+cd "$PROJECT"
+
+pulumi version
+PULUMI_VERSION_OUT="$(pulumi version)"
+# Flags for every engine command: no interactive UI, and no up-front download of every plugin that
+# node_modules mentions (the Azure provider is not needed for target kubernetes and cannot be
+# downloaded here); plugins load when the program uses them.
+ENGINE_FLAGS=(--non-interactive --skip-plugin-pre-install --color never)
+
+STEP_TIMES=()
+step() {
+  local label="$1" t0
+  shift
+  say "$label"
+  t0=$(date +%s)
+  "$@"
+  STEP_TIMES+=("$label: $(($(date +%s) - t0))s")
+}
+
+step "pulumi stack init $STACK" pulumi stack init "$STACK" --non-interactive
+pulumi config --show-secrets=false
+
+step "pulumi preview (server-side dry run against the empty cluster)" \
+  pulumi preview "${ENGINE_FLAGS[@]}" --diff
+step "pulumi preview --json (what the first up will create)" \
+  bash -c 'pulumi preview "$@" --json > "'"$WORK"'/preview-create.json"' _ "${ENGINE_FLAGS[@]}"
+"$TSX" "$HERE/preview-check.ts" creates "$WORK/preview-create.json"
+
+step "pulumi up --yes" pulumi up --yes "${ENGINE_FLAGS[@]}"
+pulumi stack export >"$WORK/stack-after-up.json"
+"$TSX" "$HERE/preview-check.ts" counts "$WORK/stack-after-up.json"
+
+step "pulumi preview --expect-no-changes (no perpetual diff)" \
+  pulumi preview --expect-no-changes "${ENGINE_FLAGS[@]}" --diff
+
+# --- config edit: workers.nprocs ----------------------------------------------------------------
+OLD_NPROCS="$(pulumi config get --path workers.nprocs 2>/dev/null || true)"
+NEW_NPROCS="${E2E_NPROCS:-}"
+if [[ -z "$NEW_NPROCS" ]]; then
+  # Fewer processes always fit the pod (more memory each); from 1, go to 2.
+  if [[ -n "$OLD_NPROCS" && "$OLD_NPROCS" -gt 1 ]]; then NEW_NPROCS=$((OLD_NPROCS - 1)); else NEW_NPROCS=2; fi
+fi
+say "config edit: workers.nprocs ${OLD_NPROCS:-<default>} -> $NEW_NPROCS"
+pulumi config set --path workers.nprocs "$NEW_NPROCS"
+pulumi config get --path workers
+
+step "pulumi preview --json after the edit" \
+  bash -c 'pulumi preview "$@" --json > "'"$WORK"'/preview-edit.json"' _ "${ENGINE_FLAGS[@]}"
+# Exactly the worker Deployment changes in place (its `dask worker --nworkers` command); the Dask
+# config ConfigMap may change with it; nothing else may.
+"$TSX" "$HERE/preview-check.ts" changes "$WORK/preview-edit.json" \
+  --require "kubernetes:apps/v1:Deployment@worker=update" \
+  --allow "kubernetes:core/v1:ConfigMap@config=update,replace,create-replacement,delete-replaced"
+
+step "pulumi up --yes (the edit)" pulumi up --yes "${ENGINE_FLAGS[@]}" --diff
+step "pulumi preview --expect-no-changes (after the edit)" \
+  pulumi preview --expect-no-changes "${ENGINE_FLAGS[@]}"
+
+step "pulumi destroy --yes" pulumi destroy --yes "${ENGINE_FLAGS[@]}"
+pulumi stack export >"$WORK/stack-after-destroy.json"
+REMAINING="$(node -e 'const d = require(process.argv[1]).deployment; console.log((d.resources ?? []).length)' "$WORK/stack-after-destroy.json")"
+[[ "$REMAINING" == 0 ]] || fail "$REMAINING resources left in the stack after destroy"
+
+say "summary"
+echo "$PULUMI_VERSION_OUT (CLI), kube-apiserver $KUBE_SERVER_VERSION, kwok nodes"
+for t in "${STEP_TIMES[@]}"; do echo "  $t"; done
+echo "e2e: passed"
