@@ -449,9 +449,30 @@ const AzureSchema = z
       .prefault({}),
     /** Container registry SKU. Default Basic. */
     registrySku: z.enum(["Basic", "Standard", "Premium"]).default("Basic"),
+    /** Entra ID group object ids made cluster admins (turns on AKS-managed Entra ID). */
+    adminGroupObjectIds: z
+      .array(
+        z
+          .string()
+          .regex(/^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/, {
+            error: "must be an Entra ID object id (a GUID)",
+          }),
+      )
+      .min(1)
+      .optional(),
+    /** Disable AKS local accounts. Default: true when adminGroupObjectIds is set, else false. */
+    disableLocalAccounts: z.boolean().optional(),
   })
   .superRefine(
     (a, ctx) => {
+      if (a.disableLocalAccounts === true && a.adminGroupObjectIds === undefined) {
+        ctx.addIssue({
+          code: "custom",
+          path: ["disableLocalAccounts"],
+          message:
+            "true needs azure.adminGroupObjectIds: without Entra ID admins AKS refuses to disable local accounts; add your admin group's object id or remove the key",
+        });
+      }
       const p = a.workerPool as { minCount?: unknown; maxCount?: unknown } | undefined;
       if (typeof p?.minCount === "number" && typeof p.maxCount === "number") {
         if (p.minCount > p.maxCount) {
@@ -742,6 +763,7 @@ export function parseWorkspaceConfig(
   opts: { baseDir: string; stack: string },
 ): ParseResult {
   const warnings: string[] = [];
+  raw = withoutUnsetKeys(raw);
   const parsed = StackConfigSchema.safeParse(raw, { reportInput: true });
   const problems: Problem[] = parsed.success ? [] : parsed.error.issues.flatMap(issueToProblems);
 
@@ -853,7 +875,15 @@ export function parseWorkspaceConfig(
       memory: c.runner.memory,
     },
     jobs,
-    ...(c.target === "azure" && c.azure !== undefined ? { azure: c.azure } : {}),
+    ...(c.target === "azure" && c.azure !== undefined
+      ? {
+          azure: {
+            ...c.azure,
+            disableLocalAccounts:
+              c.azure.disableLocalAccounts ?? c.azure.adminGroupObjectIds !== undefined,
+          },
+        }
+      : {}),
   };
 
   // Azure: does the worker pod fit the worker VM's allocatable memory and CPU?
@@ -863,6 +893,22 @@ export function parseWorkspaceConfig(
   if (fit.problems.length > 0) return { ok: false, problems: fit.problems, warnings };
 
   return { ok: true, config, warnings };
+}
+
+/**
+ * Drops top-level keys set to "" or {}: Pulumi.yaml declares every key with such a default (a
+ * declared key without a default would be required by Pulumi), so they mean "not set".
+ */
+function withoutUnsetKeys(raw: Record<string, unknown>): Record<string, unknown> {
+  return Object.fromEntries(
+    Object.entries(raw).filter(
+      ([, v]) =>
+        !(
+          v === "" ||
+          (v !== null && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length === 0)
+        ),
+    ),
+  );
 }
 
 function dedupe(problems: Problem[]): Problem[] {

@@ -239,20 +239,44 @@ export function parseCpuMillis(q: string): number {
 
 /**
  * Minimum headroom, from a measurement of the real process tree of
- * `dask worker --nworkers N --nthreads 1` (distributed 2026.8.0, Python 3.11, this repo's .venv),
- * produced by `.venv/bin/python scripts/measure-nanny.py` (see that script for the method).
- * MEASUREMENT_TABLE_PLACEHOLDER
+ * `dask worker ADDR --nworkers N --nthreads 1 --memory-limit 4294967296 --name measure`
+ * (distributed 2026.8.0, Python 3.11.7, psutil 7.2.2, this repo's .venv; 2-core Linux VM), made by
+ *
+ *     .venv/bin/python scripts/measure-nanny.py      # N = 1, 2, 4, 8; idle workers; max of 5 s
+ *
+ * MiB    N  host RSS  host USS  host PSS  helpers  helpers RSS  overhead RSS  overhead PSS  idle worker RSS
+ *        1      59.6      41.5      43.5        1         12.1          71.7          49.8             79.6
+ *        2      60.0      41.8      43.6        1         12.1          72.1          49.8             79.5
+ *        4      60.5      42.4      43.9        1         12.1          72.7          50.0             79.8
+ *        8      61.5      43.3      44.4        1         12.1          73.7          50.4             79.5
+ *
+ * "host" is the `dask worker` process holding the N Nanny objects; "helpers" is the rest of the
+ * tree minus the worker processes (multiprocessing's resource tracker); overhead = host +
+ * helpers, what the headroom must hold before any overshoot. It hardly grows with N (~0.3 MiB
+ * per Nanny). The same run measured the fastest RSS growth of one process (numpy `np.ones`,
+ * first touch of fresh pages): 898 MiB/s, i.e. 90 MiB per 100 ms nanny tick.
+ *
+ * The minimum is therefore:
+ * - {@link NANNY_HOST_BASE_BYTES} 128 MiB: the measured 74 MiB overhead × ~1.75, because the
+ *   host's heap grows over a long run (comm buffers, logs, worker restarts) and a production image
+ *   may import more than this venv;
+ * - {@link NANNY_HOST_PER_PROCESS_BYTES} 1 MiB per extra process (measured ~0.3 MiB);
+ * - {@link OVERSHOOT_PER_PROCESS_BYTES} 96 MiB per process: one full tick at the measured rate.
+ *   Every process of a pod runs similar tasks, so they can overshoot together. The `1 − terminate`
+ *   share of each limit (5% by default) is a second buffer that grows with the limit, but it is 0
+ *   when terminate is 1 and only 51 MiB for a 1Gi limit, so it is not counted on.
+ * Resulting minimum: 1 → 224Mi, 2 → 321Mi, 4 → 515Mi, 6 → 709Mi, 8 → 903Mi.
  */
-export const NANNY_HOST_BASE_BYTES: Bytes = 192 * MiB;
-/** Measured growth of the nanny host process tree per extra worker process (Nanny object, pipes). */
-export const NANNY_HOST_PER_PROCESS_BYTES: Bytes = 8 * MiB;
+export const NANNY_HOST_BASE_BYTES: Bytes = 128 * MiB;
+/** Measured growth of the nanny host process tree per extra worker process, rounded up. */
+export const NANNY_HOST_PER_PROCESS_BYTES: Bytes = 1 * MiB;
 /**
  * Per-tick overshoot allowance per worker process. The nanny samples each process's RSS every
  * 100 ms (`distributed.worker.memory.monitor-interval`) and restarts it above
- * `terminate × memoryPerProcess`; the `1 − terminate` share of each limit is the first buffer
- * for what a process allocates between two samples, this allowance is the second.
+ * `terminate × memoryPerProcess`; between two samples a process can grow by about this much
+ * (measured: 90 MiB per tick, rounded up).
  */
-export const OVERSHOOT_PER_PROCESS_BYTES: Bytes = 32 * MiB;
+export const OVERSHOOT_PER_PROCESS_BYTES: Bytes = 96 * MiB;
 
 /** Minimum headroom for one worker process (the smallest pod). */
 export const DEFAULT_MIN_HEADROOM_BYTES: Bytes = minHeadroom(1);
@@ -270,9 +294,9 @@ export function minHeadroom(nprocs: number): Bytes {
 }
 
 /**
- * The smallest per-process memory limit accepted. An idle worker process already holds
- * about 100 MiB RSS (measured, see above); below this limit a worker would sit paused or be
- * restarted by its nanny before it runs a single task.
+ * The smallest per-process memory limit accepted. An idle worker process already holds 80 MiB RSS
+ * (measured, see above): under a limit much below 256 MiB it would pass the spill (0.7) and
+ * pause (0.8) thresholds before it runs a single task.
  */
 export const MIN_MEMORY_PER_PROCESS_BYTES: Bytes = 256 * MiB;
 
@@ -396,7 +420,7 @@ export function headroomPlan(input: HeadroomInput): HeadroomResult {
     if (perProcess < MIN_MEMORY_PER_PROCESS_BYTES) {
       problems.push({
         path: "workers.memoryPerProcess",
-        message: `${given} is below the ${q(MIN_MEMORY_PER_PROCESS_BYTES)} a worker process needs (an idle worker already holds about 100Mi); set at least ${q(MIN_MEMORY_PER_PROCESS_BYTES)}`,
+        message: `${given} is below the ${q(MIN_MEMORY_PER_PROCESS_BYTES)} a worker process needs (an idle worker process already holds about 80Mi); set at least ${q(MIN_MEMORY_PER_PROCESS_BYTES)}`,
       });
     } else if (headroom <= 0) {
       const leaves =
