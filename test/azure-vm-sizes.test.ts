@@ -280,22 +280,6 @@ describe("azureFitProblems", () => {
       ],
     },
     {
-      name: "local accounts can only be disabled with Entra ID",
-      config: { azure: { disableLocalAccounts: true } },
-      problems: [
-        {
-          path: "azure.disableLocalAccounts",
-          message:
-            "AKS can disable local accounts only on clusters with Entra ID integration; set azure.adminGroupObjectIds (the Entra ID groups that administer the cluster) or remove disableLocalAccounts",
-        },
-      ],
-    },
-    {
-      name: "with Entra ID admins, disabling local accounts is fine",
-      config: { azure: { disableLocalAccounts: true, adminGroupObjectIds: ["g-1"] } },
-      problems: [],
-    },
-    {
       name: "more worker pods than the pool's nodes can hold is a warning",
       config: { podMemory: "12Gi", autoscaling: { enabled: true, maxReplicas: 8 } },
       problems: [],

@@ -347,8 +347,7 @@ function tooBigProblems(
 
 /**
  * The Azure checks of a validated config: the worker pod must fit `azure.workerPool.vmSize` and
- * the scheduler pod `azure.systemPool.vmSize`, after AKS's reservations and the DaemonSets; local
- * accounts can only be disabled with Entra ID integration. An
+ * the scheduler pod `azure.systemPool.vmSize`, after AKS's reservations and the DaemonSets. An
  * unknown size is a warning (the check is skipped), never a failure: Azure has hundreds of sizes
  * and a new one must not block a deployment. Does nothing unless `target` is `azure`.
  */
@@ -423,15 +422,6 @@ export function azureFitProblems(cfg: WorkspaceConfig): {
         sizeKey: "azure.systemPool.vmSize",
       }),
     );
-  }
-  if (azure.disableLocalAccounts === true && (azure.adminGroupObjectIds ?? []).length === 0) {
-    problems.push({
-      path: "azure.disableLocalAccounts",
-      message:
-        "AKS can disable local accounts only on clusters with Entra ID integration; set " +
-        "azure.adminGroupObjectIds (the Entra ID groups that administer the cluster) or remove " +
-        "disableLocalAccounts",
-    });
   }
   return { problems, warnings };
 }

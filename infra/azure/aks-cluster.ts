@@ -1,0 +1,360 @@
+/**
+ * The Azure half of `target: azure`: everything the workspace needs before the first Kubernetes
+ * object exists (ARCHITECTURE.md, "Azure").
+ *
+ * - a resource group (or an existing one by name);
+ * - AKS with a system pool and a separate autoscaling worker pool (optionally spot), the OIDC
+ *   issuer and workload identity, a network policy engine, a managed identity, and local accounts
+ *   disabled where Entra ID integration is configured;
+ * - a container registry without an admin user; the kubelet identity may pull from it (AcrPull);
+ * - a storage account (no public blob access, TLS 1.2+, HTTPS only, no shared keys) and a
+ *   results container;
+ * - a user-assigned identity for the runner, federated to the runner's ServiceAccount and allowed
+ *   to write blobs in the results container only;
+ * - a Kubernetes provider built from the cluster's user credentials, kept secret.
+ *
+ * Decisions (VM fit, node placement, role ids, kubeconfig rewriting) live in the pure modules
+ * beside this file; this constructor only wires resources together.
+ */
+import * as k8s from "@pulumi/kubernetes";
+import * as authorization from "@pulumi/azure-native/authorization/index.js";
+import * as containerregistry from "@pulumi/azure-native/containerregistry/index.js";
+import * as containerservice from "@pulumi/azure-native/containerservice/index.js";
+import * as managedidentity from "@pulumi/azure-native/managedidentity/index.js";
+import * as resources from "@pulumi/azure-native/resources/index.js";
+import * as storage from "@pulumi/azure-native/storage/index.js";
+import * as pulumi from "@pulumi/pulumi";
+import type { AzureConfig } from "../types.js";
+import { kubeconfigFromCredentials } from "./kubeconfig.js";
+import { WORKER_POOL_LABEL, formatTaint, workerPoolTaints } from "./placement.js";
+import {
+  ACR_PULL_ROLE_ID,
+  STORAGE_BLOB_DATA_CONTRIBUTOR_ROLE_ID,
+  roleDefinitionId,
+} from "./roles.js";
+import { SYSTEM_POOL_MAX_PODS, WORKER_POOL_MAX_PODS } from "./vm-sizes.js";
+
+/** Network policy engines AKS offers (`networkProfile.networkPolicy`). */
+export type NetworkPolicyEngine = "cilium" | "calico" | "azure";
+
+export interface AksClusterArgs {
+  /** The validated `azure` block of the stack config. */
+  azure: AzureConfig;
+  /** Namespace the workspace is deployed to; part of the federated credential's subject. */
+  namespace: string;
+  /** Name of the runner's ServiceAccount; the other part of the federated subject. */
+  runnerServiceAccountName: string;
+  /** Blob container for results (3–63 lowercase letters, digits, hyphens). Default `results`. */
+  resultsContainerName?: string;
+  /** Path prefix inside the container for `resultsUri`. Default `studies`. */
+  resultsPrefix?: string;
+  /**
+   * Network policy engine. Default `cilium` (Azure CNI powered by Cilium: eBPF dataplane,
+   * Microsoft's recommended engine for new clusters). `calico` and `azure` (Azure NPM) run on the
+   * Azure dataplane instead.
+   */
+  networkPolicy?: NetworkPolicyEngine;
+  /** Tags on every Azure resource created here. */
+  tags?: Record<string, string>;
+}
+
+/** Type token of the component; part of every child's URN, so never change it. */
+export const AKS_CLUSTER_TYPE = "dask-workspace:azure:AksCluster";
+
+/** Pool names AKS sees (lowercase alphanumerics, at most 12 characters for Linux pools). */
+export const SYSTEM_POOL_NAME = "system";
+export const WORKER_POOL_NAME = "workers";
+
+/** The audience Entra ID expects in tokens exchanged for a managed identity's token. */
+export const WORKLOAD_IDENTITY_AUDIENCE = "api://AzureADTokenExchange";
+
+/** `system:serviceaccount:<namespace>:<name>`: the `sub` claim of a ServiceAccount token. */
+export function federatedSubject(namespace: string, serviceAccountName: string): string {
+  return `system:serviceaccount:${namespace}:${serviceAccountName}`;
+}
+
+/** `az://<container>/<prefix>`: the results URI the runner understands (ARCHITECTURE.md). */
+export function resultsUri(container: string, prefix: string): string {
+  const p = prefix.replace(/^\/+|\/+$/g, "");
+  return p === "" ? `az://${container}` : `az://${container}/${p}`;
+}
+
+/**
+ * Lowercase letters and digits of `name`, at most `max` characters (default 14). Registries and
+ * storage accounts allow nothing else, and azure-native appends 8 random characters to the
+ * logical name when it auto-names them (storage account names end at 24 characters).
+ */
+export function compactName(name: string, max = 14): string {
+  const compact = name.toLowerCase().replace(/[^a-z0-9]/g, "");
+  return (compact === "" ? "dask" : compact).slice(0, max);
+}
+
+/** Whether Entra ID integration is on, and so whether local accounts may be disabled. */
+export function accessSettings(
+  azure: Pick<AzureConfig, "adminGroupObjectIds" | "disableLocalAccounts">,
+): {
+  entraId: boolean;
+  disableLocalAccounts: boolean;
+} {
+  const entraId = (azure.adminGroupObjectIds ?? []).length > 0;
+  // AKS rejects disableLocalAccounts on a cluster without Entra ID integration; config validation
+  // reports an explicit `true` there, so here it can only follow the integration.
+  return { entraId, disableLocalAccounts: entraId && (azure.disableLocalAccounts ?? true) };
+}
+
+export class AksCluster extends pulumi.ComponentResource {
+  /** Resource group holding everything here (created, or the existing one named in config). */
+  public readonly resourceGroupName: pulumi.Output<string>;
+  /** The AKS managed cluster. */
+  public readonly cluster: containerservice.ManagedCluster;
+  /** The autoscaling worker pool. */
+  public readonly workerPool: containerservice.AgentPool;
+  /** Kubeconfig for the cluster (user credentials); always secret. */
+  public readonly kubeconfig: pulumi.Output<string>;
+  /** Kubernetes provider for everything the workspace deploys on this cluster. */
+  public readonly provider: k8s.Provider;
+  /** Registry login server, e.g. `daskacr1a2b3c4d.azurecr.io`. */
+  public readonly registryLoginServer: pulumi.Output<string>;
+  /** Storage account holding the results container. */
+  public readonly storageAccountName: pulumi.Output<string>;
+  /** Results container name. */
+  public readonly resultsContainerName: pulumi.Output<string>;
+  /** `az://<container>/<prefix>`, the default results URI of runner Jobs. */
+  public readonly resultsUri: pulumi.Output<string>;
+  /** Client id of the runner's identity: the ServiceAccount's `azure.workload.identity/client-id`. */
+  public readonly identityClientId: pulumi.Output<string>;
+  /** The cluster's OIDC issuer URL (the federated credential's issuer). */
+  public readonly oidcIssuerUrl: pulumi.Output<string>;
+
+  constructor(name: string, args: AksClusterArgs, opts?: pulumi.ComponentResourceOptions) {
+    super(AKS_CLUSTER_TYPE, name, {}, opts);
+    const { azure } = args;
+    const tags = args.tags ?? {};
+    const location = azure.location;
+    const containerName = args.resultsContainerName ?? "results";
+    const prefix = args.resultsPrefix ?? "studies";
+    const access = accessSettings(azure);
+    const networkPolicy = args.networkPolicy ?? "cilium";
+
+    // An existing resource group is used by name only: it is not ours to adopt or delete.
+    const resourceGroupName: pulumi.Output<string> =
+      azure.resourceGroupName !== undefined
+        ? pulumi.output(azure.resourceGroupName)
+        : new resources.ResourceGroup(`${name}-rg`, { location, tags }, { parent: this }).name;
+    this.resourceGroupName = resourceGroupName;
+
+    this.cluster = new containerservice.ManagedCluster(
+      `${name}-aks`,
+      {
+        resourceGroupName,
+        location,
+        tags,
+        dnsPrefix: compactName(name, 40),
+        kubernetesVersion: azure.kubernetesVersion,
+        sku: { name: "Base", tier: "Free" },
+        // A system-assigned control-plane identity; AKS creates the kubelet identity beside it.
+        identity: { type: containerservice.ResourceIdentityType.SystemAssigned },
+        enableRBAC: true,
+        ...(access.entraId
+          ? {
+              aadProfile: {
+                managed: true,
+                enableAzureRBAC: false,
+                adminGroupObjectIDs: azure.adminGroupObjectIds,
+              },
+            }
+          : {}),
+        disableLocalAccounts: access.disableLocalAccounts,
+        // Only the system pool is inline: AKS rejects adding pools through the cluster resource,
+        // so the worker pool is its own AgentPool and can change without touching the cluster.
+        agentPoolProfiles: [
+          {
+            name: SYSTEM_POOL_NAME,
+            mode: containerservice.AgentPoolMode.System,
+            vmSize: azure.systemPool.vmSize,
+            count: azure.systemPool.count,
+            maxPods: SYSTEM_POOL_MAX_PODS,
+            osType: "Linux",
+            type: "VirtualMachineScaleSets",
+            orchestratorVersion: azure.kubernetesVersion,
+          },
+        ],
+        oidcIssuerProfile: { enabled: true },
+        securityProfile: { workloadIdentity: { enabled: true } },
+        networkProfile: {
+          networkPlugin: "azure",
+          networkPluginMode: "overlay",
+          networkDataplane: networkPolicy === "cilium" ? "cilium" : "azure",
+          networkPolicy,
+        },
+      },
+      { parent: this },
+    );
+
+    const pool = azure.workerPool;
+    this.workerPool = new containerservice.AgentPool(
+      `${name}-workers`,
+      {
+        resourceGroupName,
+        resourceName: this.cluster.name,
+        agentPoolName: WORKER_POOL_NAME,
+        mode: containerservice.AgentPoolMode.User,
+        vmSize: pool.vmSize,
+        osType: "Linux",
+        type: "VirtualMachineScaleSets",
+        orchestratorVersion: azure.kubernetesVersion,
+        enableAutoScaling: true,
+        minCount: pool.minCount,
+        maxCount: pool.maxCount,
+        count: pool.minCount,
+        // vm-sizes.ts computes kube-reserved memory from this same number.
+        maxPods: WORKER_POOL_MAX_PODS,
+        nodeLabels: { [WORKER_POOL_LABEL.key]: WORKER_POOL_LABEL.value },
+        nodeTaints: workerPoolTaints(pool).map(formatTaint),
+        ...(pool.spot
+          ? {
+              scaleSetPriority: containerservice.ScaleSetPriority.Spot,
+              // Delete, not Deallocate: a deallocated spot VM still bills its disk and keeps
+              // counting against the pool's maxCount.
+              scaleSetEvictionPolicy: containerservice.ScaleSetEvictionPolicy.Delete,
+              // -1: pay up to the on-demand price, so nodes are evicted for capacity, not price.
+              spotMaxPrice: -1,
+            }
+          : {}),
+        tags,
+      },
+      // The cluster autoscaler owns the node count after creation.
+      { parent: this, ignoreChanges: ["count"] },
+    );
+
+    const client = authorization.getClientConfigOutput({ parent: this });
+
+    const registry = new containerregistry.Registry(
+      `${compactName(name)}acr`,
+      {
+        resourceGroupName,
+        location,
+        tags,
+        sku: { name: azure.registrySku },
+        adminUserEnabled: false,
+        anonymousPullEnabled: false,
+      },
+      { parent: this },
+    );
+    this.registryLoginServer = registry.loginServer;
+
+    // The kubelet identity pulls images; AKS reports it once the cluster exists.
+    const kubeletObjectId = this.cluster.identityProfile.apply(
+      (p) => p?.["kubeletidentity"]?.objectId,
+    ) as pulumi.Output<string>;
+    new authorization.RoleAssignment(
+      `${name}-acr-pull`,
+      {
+        principalId: kubeletObjectId,
+        principalType: authorization.PrincipalType.ServicePrincipal,
+        roleDefinitionId: client.subscriptionId.apply((s) => roleDefinitionId(s, ACR_PULL_ROLE_ID)),
+        scope: registry.id,
+      },
+      { parent: this },
+    );
+
+    const account = new storage.StorageAccount(
+      `${compactName(name)}sa`,
+      {
+        resourceGroupName,
+        location,
+        tags,
+        kind: storage.Kind.StorageV2,
+        sku: { name: storage.SkuName.Standard_LRS },
+        allowBlobPublicAccess: false,
+        minimumTlsVersion: storage.MinimumTlsVersion.TLS1_2,
+        enableHttpsTrafficOnly: true,
+        // No account keys anywhere: the runner authenticates with its workload identity.
+        allowSharedKeyAccess: false,
+        defaultToOAuthAuthentication: true,
+      },
+      { parent: this },
+    );
+    this.storageAccountName = account.name;
+
+    const container = new storage.BlobContainer(
+      `${name}-results`,
+      {
+        resourceGroupName,
+        accountName: account.name,
+        containerName,
+        publicAccess: storage.PublicAccess.None,
+      },
+      { parent: this },
+    );
+    this.resultsContainerName = container.name;
+    this.resultsUri = container.name.apply((c) => resultsUri(c, prefix));
+
+    const identity = new managedidentity.UserAssignedIdentity(
+      `${name}-runner`,
+      { resourceGroupName, location, tags },
+      { parent: this },
+    );
+    this.identityClientId = identity.clientId;
+
+    this.oidcIssuerUrl = this.cluster.oidcIssuerProfile.apply(
+      (p) => p?.issuerURL,
+    ) as pulumi.Output<string>;
+    new managedidentity.FederatedIdentityCredential(
+      `${name}-runner-federation`,
+      {
+        resourceGroupName,
+        resourceName: identity.name,
+        issuer: this.oidcIssuerUrl,
+        subject: federatedSubject(args.namespace, args.runnerServiceAccountName),
+        audiences: [WORKLOAD_IDENTITY_AUDIENCE],
+      },
+      { parent: this },
+    );
+
+    // Scoped to the results container, not the account: the runner can touch nothing else.
+    new authorization.RoleAssignment(
+      `${name}-results-writer`,
+      {
+        principalId: identity.principalId,
+        principalType: authorization.PrincipalType.ServicePrincipal,
+        roleDefinitionId: client.subscriptionId.apply((s) =>
+          roleDefinitionId(s, STORAGE_BLOB_DATA_CONTRIBUTOR_ROLE_ID),
+        ),
+        scope: container.id,
+      },
+      { parent: this },
+    );
+
+    const credentials = containerservice.listManagedClusterUserCredentialsOutput(
+      {
+        resourceGroupName,
+        resourceName: this.cluster.name,
+        ...(access.entraId ? { format: "exec" } : {}),
+      },
+      { parent: this },
+    );
+    this.kubeconfig = pulumi.secret(
+      credentials.kubeconfigs.apply((k) =>
+        kubeconfigFromCredentials(k, { azureCliLogin: access.entraId }),
+      ),
+    );
+    this.provider = new k8s.Provider(
+      `${name}-k8s`,
+      { kubeconfig: this.kubeconfig },
+      // The worker pool must exist before workloads that select it are deployed.
+      { parent: this, dependsOn: [this.workerPool] },
+    );
+
+    this.registerOutputs({
+      resourceGroupName: this.resourceGroupName,
+      kubeconfig: this.kubeconfig,
+      registryLoginServer: this.registryLoginServer,
+      storageAccountName: this.storageAccountName,
+      resultsContainerName: this.resultsContainerName,
+      resultsUri: this.resultsUri,
+      identityClientId: this.identityClientId,
+      oidcIssuerUrl: this.oidcIssuerUrl,
+    });
+  }
+}
