@@ -1,0 +1,228 @@
+"""``python -m dask_workspace``: the ``run`` and ``retire`` commands.
+
+Bad input (study file, flags, settings, results URI) exits 2 with one line per problem and no
+traceback. See ``dask_workspace.errors`` for every exit code.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+import click
+
+from dask_workspace.errors import EXIT_BAD_INPUT, Problem, UsageError
+
+logger = logging.getLogger("dask_workspace")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    # distributed logs every worker join/leave at INFO through its own handlers; keep ours clean.
+    logging.getLogger("distributed").setLevel(logging.WARNING)
+
+
+def _fail(err: UsageError) -> None:
+    for line in err.format().splitlines():
+        click.echo(f"error: {line}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _check_scheduler(address: str) -> None:
+    from distributed.comm import parse_address
+    from distributed.comm.registry import backends
+
+    try:
+        scheme, loc = parse_address(address)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(
+            [Problem("--scheduler", f"{address!r} is not an address: {exc}")]
+        ) from None
+    if scheme not in backends or not loc or " " in address:
+        raise UsageError(
+            [
+                Problem(
+                    "--scheduler",
+                    f"{address!r} is not a Dask scheduler address; use tcp://HOST:8786",
+                )
+            ]
+        )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Run simulation studies on a Dask cluster with bounded memory."""
+
+
+@main.command()
+@click.argument("study", metavar="STUDY")
+@click.option(
+    "--scheduler",
+    required=True,
+    envvar="DASK_SCHEDULER_ADDRESS",
+    help="Dask scheduler address, e.g. tcp://dask-scheduler:8786 (env DASK_SCHEDULER_ADDRESS).",
+)
+@click.option(
+    "--results",
+    required=True,
+    help="Where results go: a directory, or az://container/prefix for Azure Blob Storage. "
+    "Rerunning with the same location resumes.",
+)
+@click.option(
+    "--mode",
+    default=None,
+    help="window (bounded sliding window, default) or batch (barrier batches). "
+    "Dask config: workspace.runner.mode.",
+)
+@click.option(
+    "--window",
+    default=None,
+    help="Groups allowed in flight: auto (from the cluster's threads and memory) or N. "
+    "Dask config: workspace.runner.window.",
+)
+@click.option(
+    "--batch-size",
+    default=None,
+    help="Groups per barrier batch in batch mode. Dask config: workspace.runner.batch-size.",
+)
+@click.option(
+    "--summary",
+    "summary_path",
+    default=None,
+    help="Write the run summary JSON to this file.",
+)
+@click.option(
+    "--flush-groups",
+    default=None,
+    help="Write a part file after this many finished groups (workspace.runner.flush-groups).",
+)
+@click.option(
+    "--flush-seconds",
+    default=None,
+    help="... or this long after the oldest unwritten group (workspace.runner.flush-seconds).",
+)
+@click.option(
+    "--progress-interval",
+    default=None,
+    help="Seconds between progress lines (workspace.runner.progress-interval).",
+)
+@click.option(
+    "--log-level",
+    default="INFO",
+    show_default=True,
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    help="Log level of the runner's messages (stderr).",
+)
+def run(
+    study: str,
+    scheduler: str,
+    results: str,
+    mode: str | None,
+    window: str | None,
+    batch_size: str | None,
+    summary_path: str | None,
+    flush_groups: str | None,
+    flush_seconds: str | None,
+    progress_interval: str | None,
+    log_level: str,
+) -> None:
+    """Run (or resume) the study in file STUDY on the cluster at --scheduler.
+
+    Exit codes: 0 all groups persisted, 2 bad input, 3 some groups failed (see the failures
+    table), 4 the cluster cannot run the study, 5 writing results failed, 130/143 interrupted.
+    """
+    _setup_logging(log_level)
+    from dask_workspace.config import load_settings
+    from dask_workspace.runner import run_study
+    from dask_workspace.study import load_study
+
+    overrides: dict[str, tuple[str, Any]] = {
+        "mode": ("--mode", mode),
+        "window": ("--window", window),
+        "batch_size": ("--batch-size", batch_size),
+        "flush_groups": ("--flush-groups", flush_groups),
+        "flush_seconds": ("--flush-seconds", flush_seconds),
+        "progress_interval": ("--progress-interval", progress_interval),
+    }
+    problems: list[Problem] = []
+    loaded = None
+    try:
+        loaded = load_study(study)
+    except UsageError as err:
+        problems.extend(
+            Problem(f"{err.source}: {p.path}" if err.source else p.path, p.message)
+            for p in err.problems
+        )
+    try:
+        settings = load_settings(overrides=overrides)
+    except UsageError as err:
+        problems.extend(err.problems)
+    try:
+        _check_scheduler(scheduler)
+    except UsageError as err:
+        problems.extend(err.problems)
+    if problems or loaded is None:
+        _fail(UsageError(problems))
+        return
+    try:
+        summary = run_study(
+            study=loaded,
+            scheduler=scheduler,
+            results=results,
+            settings=settings,
+            summary_path=summary_path,
+        )
+    except UsageError as err:
+        _fail(err)
+        return
+    if summary.message and summary.exit_code != 0:
+        click.echo(summary.message, err=True)
+    sys.exit(summary.exit_code)
+
+
+@main.command()
+@click.option("--scheduler", default=None, help="Dask scheduler address, e.g. tcp://host:8786.")
+@click.option(
+    "--name-prefix",
+    default=None,
+    help="The pod's name: retires workers named exactly this or this-N (N = process index).",
+)
+@click.option(
+    "--timeout",
+    default="60",
+    show_default=True,
+    help="Give up after this many seconds (the command still exits 0).",
+)
+def retire(scheduler: str | None, name_prefix: str | None, timeout: str) -> None:
+    """Retire one pod's workers: move their results to other workers, then close them.
+
+    Used by the worker pods' preStop hook. Always exits 0 -- even on bad flags -- so the pod's
+    shutdown is never blocked; problems are logged.
+    """
+    _setup_logging("INFO")
+    try:
+        from dask_workspace.retire import retire_pod_workers
+
+        try:
+            seconds = max(float(timeout), 1.0)
+        except ValueError:
+            logger.warning("retire: --timeout %r is not a number of seconds; using 60", timeout)
+            seconds = 60.0
+        if not scheduler or not name_prefix:
+            logger.warning("retire: needs --scheduler and --name-prefix; nothing retired")
+        else:
+            retire_pod_workers(scheduler=scheduler, name_prefix=name_prefix, timeout=seconds)
+    except BaseException as exc:  # whatever happens, the pod must shut down
+        logger.warning("retire failed: %s", exc)
+    logging.shutdown()
+    # A client thread stuck on an unreachable scheduler must not hold the process open.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

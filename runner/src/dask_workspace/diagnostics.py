@@ -1,0 +1,177 @@
+"""What the scheduler itself observes about one run: a ``SchedulerPlugin``.
+
+The runner registers one ``RunStatsPlugin`` per run (named after the study token and run id) and
+reads its ``snapshot()`` at every progress tick. Measuring on the scheduler, rather than in the
+runner, gives numbers that do not depend on the runner's bookkeeping:
+
+* ``task_seconds``: the compute time workers report for every task of the study (the
+  ``startstops`` of each processing -> memory/erred transition; the same data as the dashboard's
+  task stream), so ``utilization = task_seconds / thread_seconds`` is measured, not estimated;
+* ``thread_seconds``: worker threads integrated over time (follows workers joining and leaving);
+* ``peak_groups``: the most groups that had *any* task held by the scheduler at once -- a check
+  that released groups are really freed on the cluster, independent of the runner's counter;
+* ``worker_deaths`` (unexpected ``remove-worker`` events: killed, OOM-killed, lost) and
+  ``memory_restarts`` (the nanny's ``worker-restart-memory`` events);
+* ``tasks_recomputed``: tasks computed again after their result was lost with a worker.
+
+The scheduler must be able to import this module (the workspace's Dask image installs the
+``dask_workspace`` package on the scheduler and the workers).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from distributed.diagnostics.plugin import SchedulerPlugin
+
+from dask_workspace.tasks import parse_group
+
+if TYPE_CHECKING:
+    from distributed import Scheduler
+
+logger = logging.getLogger(__name__)
+
+_INACTIVE = frozenset({"released", "forgotten"})
+
+
+class RunStatsPlugin(SchedulerPlugin):
+    """Per-run counters kept on the scheduler. Cheap: O(1) work per transition of this run's
+    tasks, nothing for other keys beyond a prefix check."""
+
+    def __init__(self, *, token: str, name: str) -> None:
+        self.token = token
+        self.name = name
+        self._prefixes = tuple(f"{kind}-{token}-" for kind in ("simulate", "target", "outputs"))
+
+    async def start(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.started = time.monotonic()
+        self._last = self.started
+        self._threads = scheduler.total_nthreads
+        self.thread_seconds = 0.0
+        self.task_seconds = 0.0
+        self.tasks_computed = 0
+        self.tasks_erred = 0
+        self.tasks_recomputed = 0
+        self.active_tasks = 0
+        self.peak_tasks = 0
+        self.active: dict[int, int] = {}
+        self.peak_groups = 0
+        self._computed: dict[int, set[str]] = {}
+        self.worker_deaths = 0
+        self.memory_restarts = 0
+        self.recent_events: deque[dict[str, Any]] = deque(maxlen=20)
+        self._no_workers_since: float | None = None if scheduler.workers else self.started
+
+    # -- time integration of worker threads -------------------------------------------------
+
+    def _integrate(self) -> None:
+        now = time.monotonic()
+        self.thread_seconds += self._threads * (now - self._last)
+        self._last = now
+        self._threads = self.scheduler.total_nthreads
+        if self.scheduler.workers:
+            self._no_workers_since = None
+        elif self._no_workers_since is None:
+            self._no_workers_since = now
+
+    def add_worker(self, scheduler: Scheduler, worker: str) -> None:
+        self._integrate()
+
+    def remove_worker(self, scheduler: Scheduler, worker: str, **kwargs: Any) -> None:
+        self._integrate()
+
+    # -- tasks ----------------------------------------------------------------------------
+
+    def transition(
+        self, key: Any, start: str, finish: str, *args: Any, stimulus_id: str, **kwargs: Any
+    ) -> None:
+        if not (isinstance(key, str) and key.startswith(self._prefixes)):
+            return
+        gid = parse_group(key, token=self.token)
+        if gid is None:
+            return
+        delta = (finish not in _INACTIVE) - (start not in _INACTIVE)
+        if delta:
+            self.active_tasks += delta
+            self.peak_tasks = max(self.peak_tasks, self.active_tasks)
+            count = self.active.get(gid, 0) + delta
+            if count > 0:
+                self.active[gid] = count
+                self.peak_groups = max(self.peak_groups, len(self.active))
+            else:
+                self.active.pop(gid, None)
+                self._computed.pop(gid, None)  # a finished group's keys never run again
+        if start == "processing" and finish in ("memory", "erred"):
+            for ss in kwargs.get("startstops") or ():
+                if ss.get("action") == "compute":
+                    self.task_seconds += ss["stop"] - ss["start"]
+            if finish == "erred":
+                self.tasks_erred += 1
+                return
+            self.tasks_computed += 1
+            seen = self._computed.setdefault(gid, set())
+            if key in seen:
+                self.tasks_recomputed += 1
+            else:
+                seen.add(key)
+
+    # -- events ---------------------------------------------------------------------------
+
+    def log_event(self, topic: str, msg: Any) -> None:
+        if topic == "worker-restart-memory":
+            self.memory_restarts += 1
+            worker = msg.get("worker") if isinstance(msg, dict) else None
+            self.recent_events.append(
+                {"time": time.time(), "event": "memory-restart", "worker": worker}
+            )
+        elif (
+            topic == "all"
+            and isinstance(msg, dict)
+            and msg.get("action") == "remove-worker"
+            and not msg.get("expected")
+        ):
+            self.worker_deaths += 1
+            self.recent_events.append(
+                {"time": time.time(), "event": "worker-died", "worker": msg.get("worker")}
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        self._integrate()
+        workers = self.scheduler.workers.values()
+        now = time.monotonic()
+        return {
+            "elapsed": now - self.started,
+            "thread_seconds": self.thread_seconds,
+            "task_seconds": self.task_seconds,
+            "tasks_computed": self.tasks_computed,
+            "tasks_erred": self.tasks_erred,
+            "tasks_recomputed": self.tasks_recomputed,
+            "active_tasks": self.active_tasks,
+            "peak_tasks": self.peak_tasks,
+            "active_groups": len(self.active),
+            "peak_groups": self.peak_groups,
+            "worker_deaths": self.worker_deaths,
+            "memory_restarts": self.memory_restarts,
+            "recent_events": list(self.recent_events),
+            "workers": len(self.scheduler.workers),
+            "threads": self.scheduler.total_nthreads,
+            "memory_limit": sum(ws.memory_limit or 0 for ws in workers),
+            "workers_paused": sum(1 for ws in workers if ws.status.name == "paused"),
+            "no_workers_for": None
+            if self._no_workers_since is None
+            else now - self._no_workers_since,
+        }
+
+
+def stats_snapshot(dask_scheduler: Scheduler, name: str) -> dict[str, Any] | None:
+    """For ``Client.run_on_scheduler``: the named plugin's snapshot (None if not registered)."""
+    plugin = dask_scheduler.plugins.get(name)
+    if not isinstance(plugin, RunStatsPlugin):
+        return None
+    return plugin.snapshot()

@@ -1,0 +1,506 @@
+"""Results: Parquet part files and the manifest that makes re-runs resume.
+
+Layout under the results URI (a local path or ``az://container/prefix``)::
+
+    study.json                              the study definition (name, fingerprint, ...)
+    aggregates/part-<run>-<seq>.parquet     group_id, <parameters>, target, value
+    outputs/<name>/part-<run>-<seq>.parquet group_id, replicate, <parameters>, <output columns>
+    failures/part-<run>-<seq>.parquet       group_id, <parameters>, stage, task, error
+    manifest/<run>-<seq>.json               groups and files of one flush
+
+A dict-valued target ``incidence`` returning ``{"rmse": ..., "bias": ...}`` gives rows with
+``target`` = ``incidence.rmse`` and ``incidence.bias``, so the aggregates table keeps its four
+kinds of columns whatever the targets return.
+
+Durability protocol (one runner per results URI at a time):
+
+1. Finished groups are buffered and flushed together (every N groups or T seconds).
+2. A flush writes its part files first, each atomically (local: temp file, fsync, rename; Blob:
+   a blob only becomes visible once its upload is committed).
+3. Then it writes the manifest entry naming the groups and files. The manifest entry is the
+   commit point: a group is persisted exactly when a manifest entry lists it.
+4. On start, part files that no manifest entry names (a crash between 2 and 3) are deleted, and
+   the groups listed in the manifest are skipped. A crash therefore loses at most the one
+   unflushed buffer, and nothing is ever duplicated.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import json
+import logging
+import os
+import pathlib
+import posixpath
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dask_workspace.errors import Problem, StorageError, UsageError
+from dask_workspace.study import Study
+from dask_workspace.tasks import arrow_type
+
+logger = logging.getLogger(__name__)
+
+MANIFEST_VERSION = 1
+TABLES = ("aggregates", "failures")
+
+
+# ---------------------------------------------------------------------------------------------
+# Storage backends
+
+
+class Backend(Protocol):
+    """The few storage operations the store needs; paths are relative to the results root."""
+
+    description: str
+
+    def write_bytes(self, rel: str, data: bytes) -> None: ...
+    def read_bytes(self, rel: str) -> bytes: ...
+    def exists(self, rel: str) -> bool: ...
+    def list_files(self, rel_dir: str) -> list[str]: ...
+    def delete(self, rel: str) -> None: ...
+
+
+class LocalBackend:
+    """A directory on a local (or mounted) file system; writes are temp file + fsync + rename."""
+
+    def __init__(self, root: pathlib.Path) -> None:
+        self.root = root
+        self.description = str(root)
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        final = self.root / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_name(f".tmp-{final.name}-{uuid.uuid4().hex[:8]}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, final)
+        dir_fd = os.open(final.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+    def read_bytes(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
+
+    def exists(self, rel: str) -> bool:
+        return (self.root / rel).exists()
+
+    def list_files(self, rel_dir: str) -> list[str]:
+        base = self.root / rel_dir
+        if not base.is_dir():
+            return []
+        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
+
+    def delete(self, rel: str) -> None:
+        (self.root / rel).unlink(missing_ok=True)
+
+
+class FsspecBackend:
+    """Any fsspec file system (Azure Blob through adlfs). A blob written with one upload is
+    visible only once committed, which makes each write atomic."""
+
+    def __init__(self, fs: Any, root: str, *, description: str) -> None:
+        self.fs = fs
+        self.root = root.rstrip("/")
+        self.description = description
+
+    def _path(self, rel: str) -> str:
+        return f"{self.root}/{rel}"
+
+    def write_bytes(self, rel: str, data: bytes) -> None:
+        self.fs.pipe_file(self._path(rel), data)
+
+    def read_bytes(self, rel: str) -> bytes:
+        return self.fs.cat_file(self._path(rel))
+
+    def exists(self, rel: str) -> bool:
+        return bool(self.fs.exists(self._path(rel)))
+
+    def list_files(self, rel_dir: str) -> list[str]:
+        base = self._path(rel_dir)
+        try:
+            found = self.fs.find(base)
+        except FileNotFoundError:
+            return []
+        prefix = self.root + "/"
+        return sorted(p[len(prefix) :] for p in found if p.startswith(prefix))
+
+    def delete(self, rel: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm_file(self._path(rel))
+
+
+def open_backend(uri: str) -> Backend:
+    """A backend for a results URI: a local path (or ``file://``), or ``az://container/prefix``
+    (also ``abfs://`` / ``abfss://``) for Azure Blob Storage.
+
+    Azure credentials come from the environment, as adlfs reads them: in the cluster
+    ``AZURE_STORAGE_ACCOUNT_NAME`` plus ``DefaultAzureCredential`` (workload identity); for tests
+    and Azurite ``AZURE_STORAGE_CONNECTION_STRING``; or ``AZURE_STORAGE_ACCOUNT_KEY``.
+
+    Raises:
+        UsageError: unsupported scheme, missing container, no Azure account configured, or a
+            local path that is a file.
+    """
+    if not uri or not uri.strip():
+        raise UsageError(
+            [Problem("--results", "is empty; give a directory or az://container/prefix")]
+        )
+    scheme, sep, rest = uri.partition("://")
+    if not sep:
+        scheme, rest = "file", uri
+    scheme = scheme.lower()
+    if scheme == "file":
+        root = pathlib.Path(rest).expanduser().resolve()
+        if root.exists() and not root.is_dir():
+            raise UsageError([Problem("--results", f"{root} is a file; give a directory")])
+        return LocalBackend(root)
+    if scheme in ("az", "abfs", "abfss"):
+        container = rest.split("/", 1)[0].split("@", 1)[0]
+        if not container:
+            raise UsageError(
+                [Problem("--results", f"{uri!r} names no container; use az://container/prefix")]
+            )
+        try:
+            import fsspec
+
+            fs, path = fsspec.core.url_to_fs(uri)
+        except (ValueError, ImportError) as exc:
+            raise UsageError(
+                [
+                    Problem(
+                        "--results",
+                        f"cannot use {uri}: {exc}. Set AZURE_STORAGE_ACCOUNT_NAME (the runner "
+                        "then signs in with DefaultAzureCredential) or "
+                        "AZURE_STORAGE_CONNECTION_STRING.",
+                    )
+                ]
+            ) from None
+        try:
+            fs.mkdir(container, exist_ok=True)
+        except Exception:  # may lack the right to create containers; writes tell
+            logger.debug("could not ensure container %s exists", container, exc_info=True)
+        return FsspecBackend(fs, path, description=uri)
+    raise UsageError(
+        [
+            Problem(
+                "--results",
+                f"unsupported scheme {scheme!r} in {uri!r}; use a local path or "
+                "az://container/prefix",
+            )
+        ]
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Records and tables
+
+
+@dataclass(frozen=True)
+class Failure:
+    stage: str
+    task: str
+    error: str
+
+
+@dataclass
+class GroupRecord:
+    """What one finished group contributes to the results."""
+
+    group_id: int
+    params: dict[str, Any]
+    #: aggregates-table target name -> value; empty when the group failed.
+    values: dict[str, float] = field(default_factory=dict)
+    failure: Failure | None = None
+    outputs: dict[str, pa.Table] = field(default_factory=dict)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in self.outputs.values())
+
+
+def _param_arrays(records: Sequence[GroupRecord], study: Study, repeat: Sequence[int]) -> dict:
+    cols: dict[str, pa.Array] = {}
+    for p, t in study.parameter_types.items():
+        values = [r.params[p] for r, n in zip(records, repeat, strict=True) for _ in range(n)]
+        cols[p] = pa.array(values, type=arrow_type(t))
+    return cols
+
+
+def aggregates_table(records: Sequence[GroupRecord], study: Study) -> pa.Table:
+    ok = [r for r in records if r.failure is None]
+    repeat = [len(r.values) for r in ok]
+    data: dict[str, Any] = {
+        "group_id": pa.array([r.group_id for r in ok for _ in r.values], type=pa.int64())
+    }
+    data.update(_param_arrays(ok, study, repeat))
+    data["target"] = pa.array([t for r in ok for t in r.values], type=pa.string())
+    data["value"] = pa.array([v for r in ok for v in r.values.values()], type=pa.float64())
+    return pa.table(data)
+
+
+def failures_table(records: Sequence[GroupRecord], study: Study) -> pa.Table:
+    failed = [r for r in records if r.failure is not None]
+    data: dict[str, Any] = {"group_id": pa.array([r.group_id for r in failed], type=pa.int64())}
+    data.update(_param_arrays(failed, study, [1] * len(failed)))
+    for col in ("stage", "task", "error"):
+        data[col] = pa.array([getattr(r.failure, col) for r in failed], type=pa.string())
+    return pa.table(data)
+
+
+def _parquet_bytes(table: pa.Table) -> bytes:
+    sink = io.BytesIO()
+    pq.write_table(table, sink, compression="zstd")
+    return sink.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# The store
+
+
+@dataclass(frozen=True)
+class ResumeState:
+    """What a results URI already holds for this study."""
+
+    persisted: frozenset[int]
+    failed: frozenset[int]
+    parts: int
+
+    @property
+    def done(self) -> frozenset[int]:
+        return self.persisted | self.failed
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    part: str
+    groups: tuple[int, ...]
+    failed: tuple[int, ...]
+    files: tuple[str, ...]
+
+
+class ResultStore:
+    """Writes part files and manifest entries for one run of one study."""
+
+    def __init__(self, *, backend: Backend, study: Study) -> None:
+        self.backend = backend
+        self.study = study
+        now = dt.datetime.now(dt.UTC)
+        self.run_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        self._seq = 0
+
+    @classmethod
+    def open(cls, uri: str, *, study: Study) -> ResultStore:
+        return cls(backend=open_backend(uri), study=study)
+
+    # -- start of a run -------------------------------------------------------------------
+
+    def prepare(self) -> ResumeState:
+        """Checks the URI holds this study (or nothing), removes uncommitted part files, and
+        returns the groups already persisted.
+
+        Raises:
+            UsageError: the URI holds a different study, or cannot be read or written.
+        """
+        where = self.backend.description
+        try:
+            if self.backend.exists("study.json"):
+                recorded = json.loads(self.backend.read_bytes("study.json"))
+                if recorded.get("fingerprint") != self.study.fingerprint:
+                    raise UsageError(
+                        [
+                            Problem(
+                                "--results",
+                                f"{where} holds results of another study definition "
+                                f"({recorded.get('name')!r}, fingerprint "
+                                f"{str(recorded.get('fingerprint'))[:8]}; this study "
+                                f"{self.study.name!r} is {self.study.fingerprint[:8]}). "
+                                "Resuming would mix them: use a new --results location, "
+                                "or the study file that produced these results.",
+                            )
+                        ]
+                    )
+            else:
+                self.backend.write_bytes(
+                    "study.json", json.dumps(self.study.describe(), indent=2).encode()
+                )
+            entries = self._read_manifest()
+            self._remove_orphans(entries)
+        except UsageError:
+            raise
+        except Exception as exc:  # any storage failure: say where and why
+            raise UsageError(
+                [Problem("--results", f"cannot use {where}: {type(exc).__name__}: {exc}")]
+            ) from None
+        persisted: set[int] = set()
+        failed: set[int] = set()
+        for e in entries:
+            persisted.update(e.groups)
+            failed.update(e.failed)
+        return ResumeState(
+            persisted=frozenset(persisted),
+            failed=frozenset(failed - persisted),
+            parts=len(entries),
+        )
+
+    def _read_manifest(self) -> list[ManifestEntry]:
+        entries: list[ManifestEntry] = []
+        seen: set[int] = set()
+        for rel in self.backend.list_files("manifest"):
+            name = posixpath.basename(rel)
+            if not name.endswith(".json") or name.startswith("."):
+                continue
+            try:
+                doc = json.loads(self.backend.read_bytes(rel))
+                entry = ManifestEntry(
+                    part=str(doc["part"]),
+                    groups=tuple(int(g) for g in doc["groups"]),
+                    failed=tuple(int(g) for g in doc.get("failed", ())),
+                    files=tuple(str(f) for f in doc["files"]),
+                )
+            except (ValueError, KeyError, TypeError) as exc:
+                # Never happens with atomic writes; if it does, the entry's groups rerun and its
+                # files are treated as uncommitted.
+                logger.warning("ignoring unreadable manifest entry %s: %s", rel, exc)
+                continue
+            dup = seen.intersection(entry.groups + entry.failed)
+            if dup:
+                logger.warning("manifest %s repeats groups %s; keeping the first", rel, sorted(dup))
+            seen.update(entry.groups + entry.failed)
+            entries.append(entry)
+        return entries
+
+    def _remove_orphans(self, entries: Iterable[ManifestEntry]) -> None:
+        committed = {f for e in entries for f in e.files}
+        candidates = (
+            self.backend.list_files("aggregates")
+            + self.backend.list_files("failures")
+            + self.backend.list_files("outputs")
+        )
+        for rel in candidates:
+            if rel not in committed:
+                logger.warning(
+                    "removing %s: written by a run that stopped before committing it", rel
+                )
+                self.backend.delete(rel)
+
+    # -- flushing -------------------------------------------------------------------------
+
+    def write(self, records: Sequence[GroupRecord]) -> ManifestEntry:
+        """Writes one flush: the part files, then the manifest entry that commits them.
+
+        Raises:
+            StorageError: when any write fails (nothing of this flush counts as persisted).
+        """
+        part = f"{self.run_id}-{self._seq:05d}"
+        self._seq += 1
+        files: list[str] = []
+        try:
+            tables: dict[str, pa.Table] = {}
+            if any(r.failure is None and r.values for r in records):
+                tables["aggregates"] = aggregates_table(records, self.study)
+            if any(r.failure is not None for r in records):
+                tables["failures"] = failures_table(records, self.study)
+            for name in self.study.outputs:
+                parts = [r.outputs[name] for r in records if name in r.outputs]
+                if parts:
+                    tables[f"outputs/{name}"] = pa.concat_tables(
+                        parts, promote_options="permissive"
+                    )
+            for prefix, table in tables.items():
+                rel = f"{prefix}/part-{part}.parquet"
+                self.backend.write_bytes(rel, _parquet_bytes(table))
+                files.append(rel)
+            entry = ManifestEntry(
+                part=part,
+                groups=tuple(sorted(r.group_id for r in records if r.failure is None)),
+                failed=tuple(sorted(r.group_id for r in records if r.failure is not None)),
+                files=tuple(files),
+            )
+            doc = {
+                "version": MANIFEST_VERSION,
+                "part": part,
+                "study": self.study.fingerprint,
+                "groups": list(entry.groups),
+                "failed": list(entry.failed),
+                "files": files,
+                "written_at": dt.datetime.now(dt.UTC).isoformat(),
+            }
+            self.backend.write_bytes(f"manifest/{part}.json", json.dumps(doc).encode())
+        except Exception as exc:  # report any storage failure the same way
+            raise StorageError(
+                f"writing results part {part} to {self.backend.description} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        return entry
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading results back
+
+
+@dataclass
+class Results:
+    """The committed contents of a results URI."""
+
+    study: dict[str, Any]
+    aggregates: pd.DataFrame
+    failures: pd.DataFrame
+    outputs: dict[str, pd.DataFrame]
+    persisted: set[int]
+    failed: set[int]
+    parts: int
+
+
+def _read_tables(backend: Backend, files: Iterable[str]) -> pd.DataFrame:
+    tables = [pq.read_table(io.BytesIO(backend.read_bytes(f))) for f in files]
+    if not tables:
+        return pd.DataFrame()
+    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+
+
+def read_results(uri: str) -> Results:
+    """Reads only what the manifest commits (never a half-written or uncommitted part)."""
+    backend = open_backend(uri)
+    if not backend.exists("study.json"):
+        raise UsageError([Problem("results", f"{backend.description} holds no study results")])
+    study = json.loads(backend.read_bytes("study.json"))
+    files: dict[str, list[str]] = {}
+    persisted: set[int] = set()
+    failed: set[int] = set()
+    parts = 0
+    for rel in backend.list_files("manifest"):
+        if not rel.endswith(".json") or posixpath.basename(rel).startswith("."):
+            continue
+        doc = json.loads(backend.read_bytes(rel))
+        parts += 1
+        persisted.update(doc["groups"])
+        failed.update(doc.get("failed", ()))
+        for f in doc["files"]:
+            files.setdefault(posixpath.dirname(f), []).append(f)
+    outputs = {
+        d.removeprefix("outputs/"): _read_tables(backend, fs)
+        for d, fs in files.items()
+        if d.startswith("outputs/")
+    }
+    return Results(
+        study=study,
+        aggregates=_read_tables(backend, files.get("aggregates", [])),
+        failures=_read_tables(backend, files.get("failures", [])),
+        outputs=outputs,
+        persisted=persisted,
+        failed=failed,
+        parts=parts,
+    )

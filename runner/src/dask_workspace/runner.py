@@ -1,0 +1,797 @@
+"""Executes a study on a Dask cluster: a bounded sliding window of groups (or barrier batches).
+
+Window mode, in short::
+
+    admit groups while fewer than W hold results in the cluster
+    for each finished target/outputs future (distributed.as_completed):
+        record its small result
+        if it was its group's last one:
+            buffer the group for the next part file, drop every future of the group
+            (the cluster frees the group's results), admit the next group at once
+
+Memory stays bounded by the window, not by the study: the runner never holds a simulation
+future (it drops them as soon as the group's targets are submitted; the scheduler keeps a
+replicate only while a target still needs it), never gathers a replicate's raw result (kept
+outputs are reduced to Arrow tables on the workers by one task per group and gathered once), and
+keeps no reference to a finished group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import pathlib
+import signal
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future as ThreadFuture
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from distributed import Client, Future, as_completed
+
+from dask_workspace.config import RunnerSettings
+from dask_workspace.diagnostics import RunStatsPlugin, stats_snapshot
+from dask_workspace.errors import (
+    EXIT_CLUSTER,
+    EXIT_FAILED_GROUPS,
+    EXIT_OK,
+    EXIT_SIGINT,
+    EXIT_SIGTERM,
+    EXIT_STORAGE,
+    ClusterError,
+    Problem,
+    StorageError,
+    UsageError,
+)
+from dask_workspace.progress import RunSummary, format_progress
+from dask_workspace.results import Failure, GroupRecord, ResultStore, ResumeState
+from dask_workspace.study import Study
+from dask_workspace.tasks import (
+    TargetValue,
+    TaskError,
+    check_functions,
+    collect_outputs,
+    evaluate_target,
+    key_stage,
+    outputs_key,
+    simulate_key,
+    simulate_replicate,
+    target_key,
+)
+from dask_workspace.window import Capacity, WindowController
+
+logger = logging.getLogger(__name__)
+
+#: Seconds between health checks / scheduler statistics polls (progress lines are rarer).
+POLL_SECONDS = 1.0
+
+GUIDANCE = (
+    "Lower the window (--window N or DASK_WORKSPACE__RUNNER__WINDOW), run fewer worker "
+    "processes per pod with more memory each (workers.nprocs / workers.memoryPerProcess), or "
+    "raise workers.podMemory."
+)
+
+
+@dataclass
+class _Group:
+    """A group in flight: only its completion futures (targets + outputs) and small results."""
+
+    gid: int
+    params: dict[str, Any]
+    attempt: int
+    seq: int
+    futures: dict[str, Future] = field(default_factory=dict)
+    pending: int = 0
+    values: dict[str, float] = field(default_factory=dict)
+    failure: Failure | None = None
+    cluster_error: Failure | None = None
+    outputs: dict[str, Any] = field(default_factory=dict)
+    trouble_at_admit: int = 0
+
+
+class _Buffer:
+    """Finished groups waiting for the next part file."""
+
+    def __init__(self) -> None:
+        self.records: list[GroupRecord] = []
+        self.nbytes = 0
+        self.oldest: float | None = None
+
+    def add(self, record: GroupRecord, *, now: float) -> None:
+        self.records.append(record)
+        self.nbytes += record.nbytes
+        if self.oldest is None:
+            self.oldest = now
+
+    def due(self, *, now: float, settings: RunnerSettings) -> bool:
+        if not self.records:
+            return False
+        return (
+            len(self.records) >= settings.flush_groups
+            or self.nbytes >= settings.flush_bytes
+            or (self.oldest is not None and now - self.oldest >= settings.flush_seconds)
+        )
+
+    def take(self) -> list[GroupRecord]:
+        records, self.records, self.nbytes, self.oldest = self.records, [], 0, None
+        return records
+
+
+async def _loop_barrier() -> None:
+    """Returns after the client's event loop has run every callback queued before it (and the
+    ones those queued)."""
+    for _ in range(2):
+        await asyncio.sleep(0)
+
+
+class _StopRequestedError(Exception):
+    """Raised inside the loop when a stop signal arrived."""
+
+
+def _capacity(client: Client) -> Capacity:
+    workers = client.scheduler_info(n_workers=-1)["workers"].values()
+    return Capacity(
+        workers=len(workers),
+        threads=sum(w.get("nthreads", 0) for w in workers),
+        memory_limit=sum(w.get("memory_limit") or 0 for w in workers),
+    )
+
+
+def _describe_exception(exc: BaseException, key: str) -> Failure:
+    task_key = getattr(exc, "task", None) or key
+    stage = key_stage(str(task_key)) if isinstance(task_key, str) else "cluster"
+    text = f"{type(exc).__name__}: {exc}".strip()
+    return Failure(stage=stage, task=str(task_key), error=text)
+
+
+class StudyRunner:
+    """One run of one study against one cluster and one results location."""
+
+    def __init__(
+        self,
+        *,
+        client: Client,
+        study: Study,
+        store: ResultStore,
+        resume: ResumeState,
+        settings: RunnerSettings,
+        results_uri: str,
+    ) -> None:
+        self.client = client
+        self.study = study
+        self.store = store
+        self.resume = resume
+        self.settings = settings
+        self.results_uri = results_uri
+        self.pending: deque[int] = deque(
+            g for g in range(len(study.groups)) if g not in resume.done
+        )
+        self.inflight: dict[int, _Group] = {}
+        self.key_group: dict[str, int] = {}
+        self.controller = WindowController(
+            fixed=settings.window,
+            tasks_per_group=study.tasks_per_group,
+            replicates=study.replicates,
+            tasks_per_thread=settings.tasks_per_thread,
+            memory_fraction=settings.memory_fraction,
+            replicate_memory=settings.replicate_memory,
+            safety_factor=settings.safety_factor,
+            max_window=settings.max_window,
+        )
+        self.buffer = _Buffer()
+        self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="results-flush")
+        self._flush_future: ThreadFuture[Any] | None = None
+        self._flush_size = 0
+        self._seq = 0
+        self._released = False
+        self.stop_signal: int | None = None
+        # counters
+        self.tasks_submitted = 0
+        self.peak_inflight = 0
+        self.groups_finished = 0
+        self.groups_failed_run = 0
+        self.groups_persisted_run = 0
+        self.groups_failed_persisted_run = 0
+        self.groups_retried = 0
+        self.parts_written = 0
+        self.stats: dict[str, Any] | None = None
+        self._trouble_seen = 0
+        self._plugin_name = f"dask-workspace-{study.token}-{store.run_id}"
+        # Completion futures of every group in flight; groups are added as they are admitted.
+        self._ac = as_completed(loop=client.loop, with_results=True, raise_errors=False)
+        self.started_at = time.monotonic()
+        self._last_progress_group = time.monotonic()
+        self._trouble_at_last_group = 0
+
+    # -- submission -------------------------------------------------------------------------
+
+    def _submit_group(self, gid: int, *, attempt: int) -> None:
+        study = self.study
+        params = study.groups[gid]
+        token = study.token
+        # Older groups first: their targets can run sooner, so their slot in the window frees
+        # sooner. Dask runs higher priorities first.
+        self._seq += 1
+        priority = -self._seq
+        sims = [
+            self.client.submit(
+                simulate_replicate,
+                study.model,
+                params,
+                study.seed_for(group_id=gid, replicate=r),
+                key=simulate_key(token=token, group_id=gid, replicate=r, attempt=attempt),
+                priority=priority,
+            )
+            for r in range(study.replicates)
+        ]
+        group = _Group(
+            gid=gid,
+            params=params,
+            attempt=attempt,
+            seq=self._seq,
+            trouble_at_admit=self._trouble_seen,
+        )
+        for t, (name, ref) in enumerate(study.targets.items()):
+            fut = self.client.submit(
+                evaluate_target,
+                ref,
+                name,
+                params,
+                *sims,
+                key=target_key(token=token, group_id=gid, target_index=t, attempt=attempt),
+                priority=priority,
+            )
+            group.futures[fut.key] = fut
+        if study.outputs:
+            fut = self.client.submit(
+                collect_outputs,
+                list(study.outputs),
+                gid,
+                params,
+                study.parameter_types,
+                *sims,
+                key=outputs_key(token=token, group_id=gid, attempt=attempt),
+                priority=priority,
+            )
+            group.futures[fut.key] = fut
+        # The simulation futures go out of scope here: the scheduler keeps each replicate only
+        # while a target or the outputs task still needs it.
+        del sims
+        group.pending = len(group.futures)
+        self.tasks_submitted += study.tasks_per_group
+        self.inflight[gid] = group
+        for key in group.futures:
+            self.key_group[key] = gid
+        self._ac.update(group.futures.values())
+
+    def _release_barrier(self) -> None:
+        """Makes sure the scheduler hears about released groups before new ones arrive.
+
+        ``Future.release`` reaches the scheduler in two hops of the client's event loop, a new
+        submission in one; without this barrier a new group's tasks could overtake the release
+        of the group it replaces and the cluster would briefly hold W + 1 groups.
+        """
+        if self._released:
+            self._released = False
+            self.client.sync(_loop_barrier)
+
+    def _admit(self) -> None:
+        if self.stop_signal is not None:
+            return
+        self._release_barrier()
+        if self.settings.mode == "window":
+            while self.pending and len(self.inflight) < self.controller.limit:
+                self._submit_group(self.pending.popleft(), attempt=0)
+        elif not self.inflight:
+            # Barrier batches: the next batch only once every group of the last one finished.
+            for _ in range(min(self.settings.batch_size, len(self.pending))):
+                self._submit_group(self.pending.popleft(), attempt=0)
+        self.peak_inflight = max(self.peak_inflight, len(self.inflight))
+
+    # -- completion -------------------------------------------------------------------------
+
+    def _wait(self, timeout: float) -> list[tuple[Future, Any]]:
+        ac = self._ac
+        cond = getattr(ac, "thread_condition", None)
+        if cond is None:  # pragma: no cover -- older/newer distributed without the attribute
+            if not ac.has_ready():
+                time.sleep(min(timeout, 0.05))
+        else:
+            with cond:
+                if not ac.has_ready():
+                    cond.wait(timeout)
+        return ac.next_batch(block=False)
+
+    def _on_done(self, fut: Future, result: Any) -> None:
+        gid = self.key_group.pop(fut.key, None)
+        if gid is None:
+            return
+        group = self.inflight[gid]
+        kind = key_stage(fut.key)
+        if fut.status == "finished":
+            if isinstance(result, TaskError):
+                if group.failure is None:
+                    group.failure = Failure(
+                        stage=result.stage, task=result.task, error=result.error
+                    )
+            elif kind == "target" and isinstance(result, TargetValue):
+                group.values.update(result.values)
+                self.controller.observe_replicate_bytes(result.replicate_bytes)
+            elif kind == "outputs" and isinstance(result, dict):
+                group.outputs = result
+        else:
+            exc = result[1] if isinstance(result, tuple) and len(result) == 3 else result
+            if not isinstance(exc, BaseException):
+                exc = RuntimeError(f"task {fut.key} ended as {fut.status}")
+            if group.cluster_error is None:
+                group.cluster_error = _describe_exception(exc, fut.key)
+        group.pending -= 1
+        if group.pending == 0:
+            self._finish(group)
+
+    def _finish(self, group: _Group) -> None:
+        del self.inflight[group.gid]
+        # Release explicitly rather than waiting for garbage collection: the cluster frees the
+        # group's results now, whatever else might still point at these Future objects.
+        for fut in group.futures.values():
+            fut.release()
+        group.futures.clear()
+        self._released = True
+        if group.cluster_error is not None and group.failure is None:
+            if group.attempt < self.settings.group_retries and self.stop_signal is None:
+                self.groups_retried += 1
+                logger.warning(
+                    "group %d lost to the cluster (%s); submitting it again with new keys "
+                    "(attempt %d of %d)",
+                    group.gid,
+                    group.cluster_error.error.splitlines()[0][:300],
+                    group.attempt + 2,
+                    self.settings.group_retries + 1,
+                )
+                self._submit_group(group.gid, attempt=group.attempt + 1)
+                return
+            group.failure = group.cluster_error
+        now = time.monotonic()
+        failed = group.failure is not None
+        record = GroupRecord(
+            group_id=group.gid,
+            params=group.params,
+            values={} if failed else group.values,
+            failure=group.failure,
+            outputs=group.outputs,
+        )
+        self.buffer.add(record, now=now)
+        self.groups_finished += 1
+        self._last_progress_group = now
+        self._trouble_at_last_group = self._trouble_seen
+        if failed:
+            self.groups_failed_run += 1
+            logger.warning(
+                "group %d failed in %s (%s): %s",
+                group.gid,
+                group.failure.stage,
+                group.failure.task,
+                group.failure.error.strip().splitlines()[-1][:300],
+            )
+        elif group.trouble_at_admit == self._trouble_seen:
+            self.controller.on_clean_group()
+
+    def _handle(self, batch: list[tuple[Future, Any]]) -> None:
+        for fut, result in batch:
+            self._on_done(fut, result)
+        batch.clear()
+
+    # -- persistence ------------------------------------------------------------------------
+
+    def _collect_flush(self, *, wait: bool) -> None:
+        fut = self._flush_future
+        if fut is None or (not wait and not fut.done()):
+            return
+        self._flush_future = None
+        entry = fut.result()  # re-raises StorageError
+        self.parts_written += 1
+        self.groups_persisted_run += len(entry.groups)
+        self.groups_failed_persisted_run += len(entry.failed)
+
+    def _flush(self, *, wait: bool = False) -> None:
+        """Hands the buffer to the writer thread (one write at a time, in order)."""
+        self._collect_flush(wait=True)
+        if self.buffer.records:
+            records = self.buffer.take()
+            self._flush_future = self._flusher.submit(self.store.write, records)
+        if wait:
+            self._collect_flush(wait=True)
+
+    # -- monitoring -------------------------------------------------------------------------
+
+    def _poll_stats(self) -> dict[str, Any] | None:
+        try:
+            stats = self.client.run_on_scheduler(stats_snapshot, name=self._plugin_name)
+        except Exception:  # statistics are best effort; the run goes on
+            logger.debug("could not read scheduler statistics", exc_info=True)
+            return self.stats
+        if stats is not None:
+            self.stats = stats
+        return self.stats
+
+    def _check_health(self, stats: dict[str, Any] | None, now: float) -> None:
+        if stats is None:
+            return
+        trouble = stats["worker_deaths"] + stats["memory_restarts"]
+        if trouble > self._trouble_seen:
+            new = trouble - self._trouble_seen
+            self._trouble_seen = trouble
+            before = self.controller.limit
+            if self.settings.mode == "window" and self.controller.on_memory_kill(now=now):
+                logger.warning(
+                    "%d worker death(s)/memory restart(s): window %d -> %d groups. %s",
+                    new,
+                    before,
+                    self.controller.limit,
+                    GUIDANCE,
+                )
+        no_workers_for = stats.get("no_workers_for")
+        if no_workers_for is not None and no_workers_for > self.settings.no_workers_timeout:
+            raise ClusterError(
+                f"the cluster has had no workers for {no_workers_for:.0f}s "
+                f"(workspace.runner.no-workers-timeout = {self.settings.no_workers_timeout:.0f}s)"
+                f"; {stats['worker_deaths']} worker deaths and {stats['memory_restarts']} "
+                f"memory restarts so far. Check the worker pods (kubectl describe / logs). "
+                f"{GUIDANCE}"
+            )
+        stalled_for = now - self._last_progress_group
+        if (
+            stalled_for > self.settings.stall_timeout
+            and self._trouble_seen > self._trouble_at_last_group
+        ):
+            raise ClusterError(
+                f"no group finished for {stalled_for:.0f}s while "
+                f"{self._trouble_seen - self._trouble_at_last_group} workers died or were "
+                f"restarted for memory: the groups need more memory than the workers have. "
+                f"{GUIDANCE}"
+            )
+
+    def _progress_line(self, stats: dict[str, Any] | None) -> str:
+        done_before = len(self.resume.done)
+        elapsed = max(time.monotonic() - self.started_at, 1e-9)
+        window: int | str = (
+            self.controller.limit
+            if self.settings.mode == "window"
+            else f"batch {self.settings.batch_size}"
+        )
+        return format_progress(
+            study=self.study.name,
+            done=done_before + self.groups_finished,
+            total=len(self.study.groups),
+            inflight=len(self.inflight),
+            window=window,
+            rate_per_second=self.groups_finished / elapsed,
+            failed=len(self.resume.failed) + self.groups_failed_run,
+            worker_deaths=stats["worker_deaths"] if stats else 0,
+            memory_restarts=stats["memory_restarts"] if stats else 0,
+            workers=stats["workers"] if stats else 0,
+            threads=stats["threads"] if stats else 0,
+        )
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def execute(self) -> None:
+        """Runs every pending group. Raises ClusterError / StorageError / _StopRequestedError."""
+        client = self.client
+        self.controller.update(_capacity(client))
+        client.register_plugin(
+            RunStatsPlugin(token=self.study.token, name=self._plugin_name), name=self._plugin_name
+        )
+        self.started_at = time.monotonic()
+        self._last_progress_group = self.started_at
+        if self.settings.mode == "window":
+            logger.info(
+                "window mode: at most %d groups in flight (%s)",
+                self.controller.limit,
+                "fixed" if self.settings.window else "auto",
+            )
+        else:
+            logger.info("batch mode: barrier batches of %d groups", self.settings.batch_size)
+        next_poll = self.started_at + POLL_SECONDS
+        next_progress = self.started_at + self.settings.progress_interval
+        while self.pending or self.inflight:
+            if self.stop_signal is not None:
+                raise _StopRequestedError()
+            self._admit()
+            now = time.monotonic()
+            timeout = max(0.0, min(next_poll, next_progress) - now)
+            self._handle(self._wait(timeout))
+            now = time.monotonic()
+            if self.buffer.due(now=now, settings=self.settings):
+                self._flush()
+            self._collect_flush(wait=False)
+            if now >= next_poll:
+                stats = self._poll_stats()
+                self._check_health(stats, now)
+                if self.settings.window is None and stats is not None and stats["threads"]:
+                    self.controller.update(
+                        Capacity(
+                            workers=stats["workers"],
+                            threads=stats["threads"],
+                            memory_limit=stats["memory_limit"],
+                        )
+                    )
+                next_poll = now + POLL_SECONDS
+            if now >= next_progress:
+                logger.info("%s", self._progress_line(self.stats))
+                next_progress = now + self.settings.progress_interval
+
+    def finish(self) -> None:
+        """Persists the buffer and reads the final statistics (also after errors)."""
+        self._flush(wait=True)
+        self._poll_stats()
+        with contextlib.suppress(Exception):
+            self.client.unregister_scheduler_plugin(self._plugin_name)
+        self._flusher.shutdown(wait=True)
+
+    def release_all(self) -> None:
+        """Drops every in-flight future (used when stopping early)."""
+        self.inflight.clear()
+        self.key_group.clear()
+        self._ac.clear()
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry point
+
+
+def _check_importable(client: Client, study: Study) -> None:
+    """The model and targets must import on the workers (checked on one worker), else exit 2."""
+    refs = [study.model, *study.targets.values()]
+    local = check_functions(refs)
+    workers = list(client.scheduler_info(n_workers=-1)["workers"])
+    remote: dict[str, str] = {}
+    if workers:
+        remote = client.run(check_functions, refs, workers=workers[:1])[workers[0]]
+    if not remote:
+        if local:
+            logger.info(
+                "the runner cannot import %s, but the workers can; going on", ", ".join(local)
+            )
+        return
+    fields = {study.model: "model", **{ref: f"targets.{n}" for n, ref in study.targets.items()}}
+    raise UsageError(
+        [
+            Problem(
+                fields.get(ref, ref),
+                f"cannot import {ref} on worker {workers[0]}: {err}. Install the module in the "
+                "worker image, or (npm run local) put it beside the study file.",
+            )
+            for ref, err in remote.items()
+        ],
+        source=study.source,
+    )
+
+
+def connect(address: str, *, timeout: float) -> Client:
+    """A client for the scheduler, or ClusterError with the address and what to check."""
+    try:
+        return Client(address, timeout=timeout, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {address} within {timeout:.0f}s ({exc}). Check "
+            "--scheduler (tcp://HOST:8786) and that the scheduler is running."
+        ) from None
+
+
+def _write_summary(path: str | None, summary: RunSummary) -> None:
+    if not path:
+        return
+    target = pathlib.Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(json.dumps(summary.to_dict(), indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def _stop_on_signals(runner_ref: Callable[[], StudyRunner | None]) -> Iterator[None]:
+    """SIGINT/SIGTERM stop admission; the runner then persists what finished and exits."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {}
+
+    def handler(signum: int, _frame: Any) -> None:
+        runner = runner_ref()
+        if runner is not None and runner.stop_signal is None:
+            logger.warning("signal %d: persisting finished groups, then stopping", signum)
+            runner.stop_signal = signum
+        else:
+            raise KeyboardInterrupt
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, handler)
+    try:
+        yield
+    finally:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+
+def run_study(
+    *,
+    study: Study,
+    scheduler: str,
+    results: str,
+    settings: RunnerSettings,
+    summary_path: str | None = None,
+) -> RunSummary:
+    """Runs (or resumes) a study and returns its summary; the summary's ``exit_code`` follows
+    the contract. Raises UsageError (exit 2) for bad input found before anything runs."""
+    started = time.monotonic()
+    store = ResultStore.open(results, study=study)
+    resume = store.prepare()
+    total = len(study.groups)
+    base = {
+        "study": study.name,
+        "results": results,
+        "mode": settings.mode,
+        "batch_size": settings.batch_size if settings.mode == "batch" else None,
+        "groups_total": total,
+        "groups_resumed": len(resume.done),
+    }
+    if resume.done:
+        logger.info(
+            "resuming: %d of %d groups already persisted in %s (%d failed)",
+            len(resume.done),
+            total,
+            results,
+            len(resume.failed),
+        )
+    if len(resume.done) == total:
+        code = EXIT_FAILED_GROUPS if resume.failed else EXIT_OK
+        summary = RunSummary(
+            **base,
+            groups_persisted=len(resume.persisted),
+            groups_failed=len(resume.failed),
+            peak_inflight_groups=0,
+            tasks_submitted=0,
+            worker_deaths=0,
+            memory_restarts=0,
+            wall_seconds=round(time.monotonic() - started, 3),
+            utilization=None,
+            window=settings.window,
+            exit_code=code,
+            status="complete" if code == EXIT_OK else "failed-groups",
+            message="nothing to do: every group is already in the results",
+            tasks_computed=0,
+        )
+        logger.info("%s", summary.message)
+        _write_summary(summary_path, summary)
+        return summary
+
+    client = connect(scheduler, timeout=settings.connect_timeout)
+    runner: StudyRunner | None = None
+    status, message, code = "complete", "", EXIT_OK
+    try:
+        try:
+            client.wait_for_workers(1, timeout=settings.no_workers_timeout)
+        except TimeoutError:
+            raise ClusterError(
+                f"no worker joined the scheduler at {scheduler} within "
+                f"{settings.no_workers_timeout:.0f}s; check the worker pods."
+            ) from None
+        _check_importable(client, study)
+        runner = StudyRunner(
+            client=client,
+            study=study,
+            store=store,
+            resume=resume,
+            settings=settings,
+            results_uri=results,
+        )
+        with _stop_on_signals(lambda: runner):
+            try:
+                runner.execute()
+            except _StopRequestedError:
+                signum = runner.stop_signal
+                status = "interrupted"
+                code = EXIT_SIGTERM if signum == signal.SIGTERM else EXIT_SIGINT
+                message = (
+                    f"stopped by signal {signum}; finished groups are persisted, rerun to resume"
+                )
+            except ClusterError as exc:
+                status, code, message = "cluster-dying", EXIT_CLUSTER, str(exc)
+                logger.error("%s", exc)
+            finally:
+                runner.release_all()
+                try:
+                    runner.finish()
+                except StorageError as exc:
+                    status, code, message = "storage-failed", EXIT_STORAGE, str(exc)
+                    logger.error("%s", exc)
+    except StorageError as exc:
+        status, code, message = "storage-failed", EXIT_STORAGE, str(exc)
+        logger.error("%s", exc)
+    except ClusterError as exc:
+        status, code, message = "cluster-dying", EXIT_CLUSTER, str(exc)
+        logger.error("%s", exc)
+    finally:
+        with contextlib.suppress(Exception):
+            client.close(timeout=10)
+
+    if runner is None:
+        summary = RunSummary(
+            **base,
+            groups_persisted=len(resume.persisted),
+            groups_failed=len(resume.failed),
+            peak_inflight_groups=0,
+            tasks_submitted=0,
+            worker_deaths=0,
+            memory_restarts=0,
+            wall_seconds=round(time.monotonic() - started, 3),
+            utilization=None,
+            window=settings.window,
+            exit_code=code,
+            status=status,
+            message=message,
+        )
+        _write_summary(summary_path, summary)
+        return summary
+
+    stats = runner.stats or {}
+    groups_failed = len(resume.failed) + runner.groups_failed_persisted_run
+    groups_persisted = len(resume.persisted) + runner.groups_persisted_run
+    if code == EXIT_OK and groups_failed:
+        code, status = EXIT_FAILED_GROUPS, "failed-groups"
+        message = f"{groups_failed} groups failed; see the failures table in {results}"
+    if code == EXIT_OK and groups_persisted + groups_failed < total:  # pragma: no cover
+        code, status = EXIT_CLUSTER, "incomplete"
+        message = f"only {groups_persisted + groups_failed} of {total} groups were persisted"
+    thread_seconds = stats.get("thread_seconds")
+    task_seconds = stats.get("task_seconds")
+    utilization = (
+        round(task_seconds / thread_seconds, 4)
+        if task_seconds is not None and thread_seconds
+        else None
+    )
+    summary = RunSummary(
+        **base,
+        groups_persisted=groups_persisted,
+        groups_failed=groups_failed,
+        peak_inflight_groups=runner.peak_inflight,
+        tasks_submitted=runner.tasks_submitted,
+        worker_deaths=stats.get("worker_deaths", 0),
+        memory_restarts=stats.get("memory_restarts", 0),
+        wall_seconds=round(time.monotonic() - runner.started_at, 3),
+        utilization=utilization,
+        window=runner.controller.ceiling if settings.mode == "window" else None,
+        exit_code=code,
+        status=status,
+        message=message,
+        groups_run=runner.groups_finished,
+        groups_retried=runner.groups_retried,
+        peak_cluster_groups=stats.get("peak_groups"),
+        peak_scheduler_tasks=stats.get("peak_tasks"),
+        tasks_computed=stats.get("tasks_computed"),
+        tasks_recomputed=stats.get("tasks_recomputed"),
+        task_seconds=None if task_seconds is None else round(task_seconds, 3),
+        thread_seconds=None if thread_seconds is None else round(thread_seconds, 3),
+        window_decreases=runner.controller.decreases,
+        parts_written=runner.parts_written,
+    )
+    logger.info(
+        "%s: %d/%d groups persisted, %d failed, %d tasks submitted, utilization %s, %.1fs",
+        status,
+        groups_persisted,
+        total,
+        groups_failed,
+        runner.tasks_submitted,
+        "n/a" if utilization is None else f"{utilization:.2f}",
+        summary.wall_seconds,
+    )
+    _write_summary(summary_path, summary)
+    return summary
