@@ -157,13 +157,16 @@ export function parseQuantity(q: string): Bytes {
     throw new QuantityError(`${JSON.stringify(text)} is not a Kubernetes quantity; ${SYNTAX_HELP}`);
   }
   if (r.num % r.den !== 0n) {
-    const hint = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)m$/.test(text) ? `${text}i` : undefined;
-    const bytes = Number(r.num) / Number(r.den);
+    const milli = /^[+-]?(?:\d+(?:\.\d*)?|\.\d+)m$/.test(text);
+    const hint = milli ? `${text.slice(0, -1)}Mi` : undefined;
+    const approx = Number(r.num) / Number(r.den);
+    const rounded =
+      approx >= MiB ? `${Math.ceil(approx / MiB)}Mi` : `${Math.ceil(Math.max(approx, 1) / KiB)}Ki`;
     throw new QuantityError(
-      `${JSON.stringify(text)} is ${formatDecimal(bytes)} bytes, not a whole number of bytes` +
+      `${JSON.stringify(text)} is ${exactDecimal(r)} bytes, not a whole number of bytes` +
         (hint !== undefined
           ? ` (Kubernetes "m" means milli, not mega); did you mean ${hint}?`
-          : `; write it in a smaller unit, e.g. ${Math.ceil(bytes / MiB)}Mi`),
+          : `; round it to a whole unit, e.g. ${rounded}`),
     );
   }
   const value = r.num / r.den;
@@ -173,8 +176,14 @@ export function parseQuantity(q: string): Bytes {
   return Number(value);
 }
 
-function formatDecimal(x: number): string {
-  return Number.isInteger(x) ? String(x) : String(Number(x.toPrecision(6)));
+/** The exact decimal expansion of a rational whose denominator is a power of ten. */
+function exactDecimal(r: Rational): string {
+  const sign = r.num < 0n ? "-" : "";
+  const num = r.num < 0n ? -r.num : r.num;
+  const digits = r.den.toString().length - 1;
+  const whole = num / r.den;
+  const frac = (num % r.den).toString().padStart(digits, "0").replace(/0+$/, "");
+  return `${sign}${whole}${frac === "" ? "" : `.${frac}`}`;
 }
 
 /** Binary units for formatting, largest first (Pi and up exceed what a pod will ever have). */
