@@ -17,6 +17,8 @@ export interface RecordedResource {
   inputs: Record<string, unknown>;
   /** False for component resources (no provider, nothing to create). */
   custom: boolean;
+  /** The explicit provider reference (`<provider urn>::<id>`), when one was given. */
+  provider?: string;
 }
 
 /** Outputs of a provider function (`invoke`) under mocks, by function token. */
@@ -51,6 +53,7 @@ export function recordingMocks(options: RecordingMocksOptions = {}): RecordingMo
         name: args.name,
         inputs: args.inputs as Record<string, unknown>,
         custom: args.custom ?? true,
+        ...(args.provider ? { provider: args.provider } : {}),
       };
       resources.push(recorded);
       return {

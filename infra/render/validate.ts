@@ -49,7 +49,9 @@ async function modelFor(apiVersion: string, kind: string): Promise<ModelClass | 
   }
   let model: ModelClass | undefined;
   try {
-    const mod = (await import(`kubernetes-models/${key}`)) as Record<string, unknown>;
+    // The package exports `./<group>/<version>/*`, so apiVersion/kind is its module path.
+    const specifier = `kubernetes-models/${key}`;
+    const mod = (await import(/* @vite-ignore */ specifier)) as Record<string, unknown>;
     const candidate = mod[kind];
     model = typeof candidate === "function" ? (candidate as ModelClass) : undefined;
   } catch {
