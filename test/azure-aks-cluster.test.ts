@@ -331,7 +331,7 @@ describe("outputs and the Kubernetes provider", () => {
 
   it("exports the registry, results URI and identity client id", async () => {
     expect(await outputValue(plain.registryLoginServer)).toBe("daskacr.azurecr.io");
-    expect(await outputValue(plain.resultsUri)).toBe("az://results/studies");
+    expect(await outputValue(plain.resultsUri)).toBe("az://results");
     expect(await outputValue(hardened.resultsUri)).toBe("az://calibration/2026");
     expect(await outputValue(plain.identityClientId)).toBe(mockGuid("dask-runner/client"));
     expect(await outputValue(plain.storageAccountName)).toBe("dasksa");

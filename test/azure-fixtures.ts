@@ -26,6 +26,9 @@ export interface FixtureOverrides {
     workerPool?: Partial<AzureConfig["workerPool"]>;
   };
   target?: WorkspaceConfig["target"];
+  runnerResults?: string;
+  /** Job name → results URI. */
+  jobs?: Record<string, string>;
 }
 
 export function azureConfig(o: FixtureOverrides = {}): WorkspaceConfig {
@@ -87,11 +90,22 @@ export function azureConfig(o: FixtureOverrides = {}): WorkspaceConfig {
       mode: "window",
       window: "auto",
       batchSize: 200,
-      results: "/results",
+      results: o.runnerResults ?? "az://results",
       cpu: "1",
       memory: mem("2Gi"),
     },
-    jobs: [],
+    jobs: Object.entries(o.jobs ?? {}).map(([name, results]) => ({
+      name,
+      studyPath: "examples/studies/sir-grid.yaml",
+      studyText: "name: sir-grid\n",
+      results,
+      mode: "window" as const,
+      window: "auto" as const,
+      batchSize: 200,
+      backoffLimit: 2,
+      ttlSecondsAfterFinished: 86400,
+      activeDeadlineSeconds: 86400,
+    })),
     azure,
   };
 }

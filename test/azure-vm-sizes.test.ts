@@ -288,6 +288,20 @@ describe("azureFitProblems", () => {
       ],
     },
     {
+      name: "a job writing to another container than the runner's is refused",
+      config: {
+        runnerResults: "az://results/runs",
+        jobs: { sir: "az://results/runs/sir", other: "az://elsewhere/x", local: "/tmp/out" },
+      },
+      problems: [
+        {
+          path: "jobs.other.results",
+          message:
+            'container "elsewhere" is not the workspace\'s results container "results", the only one the runner\'s identity may write to; use az://results/... or change runner.results',
+        },
+      ],
+    },
+    {
       name: "target kubernetes: nothing to check",
       config: { target: "kubernetes", podMemory: "512Gi" },
       problems: [],

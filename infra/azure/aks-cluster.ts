@@ -26,6 +26,7 @@ import * as storage from "@pulumi/azure-native/storage/index.js";
 import * as pulumi from "@pulumi/pulumi";
 import type { AzureConfig } from "../types.js";
 import { kubeconfigFromCredentials } from "./kubeconfig.js";
+import { DEFAULT_RESULTS_CONTAINER, resultsUri } from "./results.js";
 import { WORKER_POOL_LABEL, formatTaint, workerPoolTaints } from "./placement.js";
 import {
   ACR_PULL_ROLE_ID,
@@ -46,7 +47,7 @@ export interface AksClusterArgs {
   runnerServiceAccountName: string;
   /** Blob container for results (3–63 lowercase letters, digits, hyphens). Default `results`. */
   resultsContainerName?: string;
-  /** Path prefix inside the container for `resultsUri`. Default `studies`. */
+  /** Path prefix inside the container for `resultsUri`. Default none (the container's root). */
   resultsPrefix?: string;
   /**
    * Network policy engine. Default `cilium` (Azure CNI powered by Cilium: eBPF dataplane,
@@ -71,12 +72,6 @@ export const WORKLOAD_IDENTITY_AUDIENCE = "api://AzureADTokenExchange";
 /** `system:serviceaccount:<namespace>:<name>`: the `sub` claim of a ServiceAccount token. */
 export function federatedSubject(namespace: string, serviceAccountName: string): string {
   return `system:serviceaccount:${namespace}:${serviceAccountName}`;
-}
-
-/** `az://<container>/<prefix>`: the results URI the runner understands (ARCHITECTURE.md). */
-export function resultsUri(container: string, prefix: string): string {
-  const p = prefix.replace(/^\/+|\/+$/g, "");
-  return p === "" ? `az://${container}` : `az://${container}/${p}`;
 }
 
 /**
@@ -131,8 +126,8 @@ export class AksCluster extends pulumi.ComponentResource {
     const { azure } = args;
     const tags = args.tags ?? {};
     const location = azure.location;
-    const containerName = args.resultsContainerName ?? "results";
-    const prefix = args.resultsPrefix ?? "studies";
+    const containerName = args.resultsContainerName ?? DEFAULT_RESULTS_CONTAINER;
+    const prefix = args.resultsPrefix ?? "";
     const access = accessSettings(azure);
     const networkPolicy = args.networkPolicy ?? "cilium";
 

@@ -10,6 +10,7 @@
  * Everything here is pure and table-driven, like awsx's `fargateMemoryAndCpu.ts`.
  */
 import type { Bytes, WorkspaceConfig } from "../types.js";
+import { DEFAULT_RESULTS_CONTAINER, parseAzUri } from "./results.js";
 
 /** A validation problem, shaped like `Problem` in `infra/config.ts` (INTERFACES.md). */
 export interface Problem {
@@ -347,7 +348,8 @@ function tooBigProblems(
 
 /**
  * The Azure checks of a validated config: the worker pod must fit `azure.workerPool.vmSize` and
- * the scheduler pod `azure.systemPool.vmSize`, after AKS's reservations and the DaemonSets. An
+ * the scheduler pod `azure.systemPool.vmSize`, after AKS's reservations and the DaemonSets, and
+ * every job must write to the one results container the runner's identity may write to. An
  * unknown size is a warning (the check is skipped), never a failure: Azure has hundreds of sizes
  * and a new one must not block a deployment. Does nothing unless `target` is `azure`.
  */
@@ -422,6 +424,19 @@ export function azureFitProblems(cfg: WorkspaceConfig): {
         sizeKey: "azure.systemPool.vmSize",
       }),
     );
+  }
+  // One results container per workspace: the runner's identity may write there and nowhere else.
+  const container = parseAzUri(cfg.runner.results)?.container ?? DEFAULT_RESULTS_CONTAINER;
+  for (const job of cfg.jobs) {
+    const other = parseAzUri(job.results)?.container;
+    if (other !== undefined && other !== container) {
+      problems.push({
+        path: `jobs.${job.name}.results`,
+        message:
+          `container "${other}" is not the workspace's results container "${container}", the only ` +
+          `one the runner's identity may write to; use az://${container}/... or change runner.results`,
+      });
+    }
   }
   return { problems, warnings };
 }
