@@ -57,6 +57,17 @@ export interface DaskWorkspaceArgs {
   runnerServiceAccountAnnotations?: Record<string, pulumi.Input<string>>;
   /** Extra labels on runner Job pods, e.g. `azure.workload.identity/use: "true"`. Default: none. */
   jobPodLabels?: Record<string, string>;
+  /**
+   * Container images as Inputs, replacing `config.images.dask`/`runner` in the pod specs (labels
+   * keep the config's tag). Target `azure` passes the names in the stack's registry, whose login
+   * server is known only once the registry exists. Default: the config's images.
+   */
+  images?: { dask?: pulumi.Input<string>; runner?: pulumi.Input<string> };
+  /**
+   * Extra environment variables of the runner Job container, e.g. `AZURE_STORAGE_ACCOUNT_NAME`
+   * for `az://` results. Default: none.
+   */
+  runnerEnv?: Record<string, pulumi.Input<string>>;
 }
 
 export class DaskWorkspace extends pulumi.ComponentResource {
@@ -95,7 +106,13 @@ export class DaskWorkspace extends pulumi.ComponentResource {
     );
     const afterPolicies = { ...child, dependsOn: [namespace, daskConfig, ...policies] };
 
-    const schedulerCtx = { cfg, instance: name, names, placement: placement.scheduler };
+    const schedulerCtx = {
+      cfg,
+      instance: name,
+      names,
+      placement: placement.scheduler,
+      image: args.images?.dask,
+    };
     const scheduler = new k8s.apps.v1.Deployment(
       names.scheduler,
       schedulerDeployment(schedulerCtx),
@@ -120,6 +137,7 @@ export class DaskWorkspace extends pulumi.ComponentResource {
         names,
         schedulerAddress: address,
         placement: placement.workers,
+        image: args.images?.dask,
       }),
       afterPolicies,
     );
@@ -139,6 +157,8 @@ export class DaskWorkspace extends pulumi.ComponentResource {
       placement: placement.jobs,
       serviceAccountAnnotations: args.runnerServiceAccountAnnotations,
       jobPodLabels: args.jobPodLabels,
+      image: args.images?.runner,
+      env: args.runnerEnv,
     };
     const serviceAccount = new k8s.core.v1.ServiceAccount(
       names.runner,

@@ -101,6 +101,10 @@ export interface RunnerContext {
   serviceAccountAnnotations?: Record<string, pulumi.Input<string>>;
   /** Extra labels on Job pods (workload identity: `azure.workload.identity/use: "true"`). */
   jobPodLabels?: Record<string, string>;
+  /** Container image; default `cfg.images.runner`. */
+  image?: pulumi.Input<string>;
+  /** Extra container environment, e.g. `AZURE_STORAGE_ACCOUNT_NAME`. */
+  env?: Record<string, pulumi.Input<string>>;
 }
 
 export function runnerServiceAccount(ctx: RunnerContext): k8s.types.input.core.v1.ServiceAccount {
@@ -212,7 +216,7 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
           containers: [
             {
               name: "runner",
-              image: cfg.images.runner,
+              image: ctx.image ?? cfg.images.runner,
               imagePullPolicy: cfg.images.pullPolicy,
               workingDir: SCRATCH_DIR,
               command: runnerCommand(job, {
@@ -224,6 +228,7 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
                 ...daskConfigEnv(),
                 { name: "HOME", value: SCRATCH_DIR },
                 { name: "PYTHONUNBUFFERED", value: "1" },
+                ...Object.entries(ctx.env ?? {}).map(([name, value]) => ({ name, value })),
               ],
               resources: { requests: resources, limits: resources },
               securityContext: restrictedContainerSecurityContext(),

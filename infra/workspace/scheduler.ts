@@ -3,6 +3,7 @@
  * PodDisruptionBudget.
  */
 import type * as k8s from "@pulumi/kubernetes";
+import type * as pulumi from "@pulumi/pulumi";
 import { schedulerAddress, schedulerCommand, schedulerEnv } from "../dask.js";
 import type { WorkspaceConfig } from "../types.js";
 import {
@@ -30,6 +31,8 @@ export interface SchedulerContext {
   instance: string;
   names: WorkspaceNames;
   placement?: NodePlacement;
+  /** Container image; default `cfg.images.dask`. */
+  image?: pulumi.Input<string>;
 }
 
 /**
@@ -99,7 +102,7 @@ export function schedulerDeployment(ctx: SchedulerContext): k8s.types.input.apps
           containers: [
             {
               name: "scheduler",
-              image: cfg.images.dask,
+              image: ctx.image ?? cfg.images.dask,
               imagePullPolicy: cfg.images.pullPolicy,
               command: schedulerCommand(cfg),
               env: [

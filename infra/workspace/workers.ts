@@ -3,6 +3,7 @@
  * headroom (decided in `infra/memory.ts`), graceful retirement before the pod goes away.
  */
 import type * as k8s from "@pulumi/kubernetes";
+import type * as pulumi from "@pulumi/pulumi";
 import { retireCommand, workerCommand, workerEnv } from "../dask.js";
 import type { WorkspaceConfig } from "../types.js";
 import {
@@ -81,6 +82,8 @@ export interface WorkersContext {
   /** `tcp://...` of the scheduler Service. */
   schedulerAddress: string;
   placement?: NodePlacement;
+  /** Container image; default `cfg.images.dask`. */
+  image?: pulumi.Input<string>;
 }
 
 export function workerDeployment(ctx: WorkersContext): k8s.types.input.apps.v1.Deployment {
@@ -111,7 +114,7 @@ export function workerDeployment(ctx: WorkersContext): k8s.types.input.apps.v1.D
           containers: [
             {
               name: "worker",
-              image: cfg.images.dask,
+              image: ctx.image ?? cfg.images.dask,
               imagePullPolicy: cfg.images.pullPolicy,
               // `$(POD_NAME)` is expanded by the kubelet from the env below: each process is
               // named `<pod>-<i>`, which is what the preStop hook retires by prefix.
