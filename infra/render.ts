@@ -14,17 +14,9 @@ import { existsSync, readdirSync } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
-import * as pulumi from "@pulumi/pulumi";
-import {
-  ConfigError,
-  formatProblems,
-  parseWorkspaceConfig,
-  readStackConfigFile,
-} from "./config.js";
-import { planRender } from "./render/manifests.js";
-import { installRecordingMocks, settle, toRuntimeConfig } from "./render/mocks.js";
-import { formatViolations, validateManifests } from "./render/validate.js";
-import { writeRenderOutput } from "./render/write.js";
+
+// Everything heavier (Pulumi, zod, the schema validators) is imported when first needed, so a
+// mistyped flag or stack name is answered at once.
 
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const PROGRAM = join(PROJECT_ROOT, "infra", "index.ts");
@@ -103,7 +95,9 @@ export function parseRenderArgs(argv: string[]): RenderArgs {
 }
 
 /** Reads and validates the stack config; every problem at once. */
-function readConfig(args: RenderArgs): Record<string, unknown> {
+async function readConfig(args: RenderArgs): Promise<Record<string, unknown>> {
+  const { ConfigError, formatProblems, parseWorkspaceConfig, readStackConfigFile } =
+    await import("./config.js");
   let raw: Record<string, unknown>;
   try {
     raw = readStackConfigFile(args.configFile);
@@ -125,8 +119,19 @@ function readConfig(args: RenderArgs): Record<string, unknown> {
 }
 
 export async function render(args: RenderArgs): Promise<string> {
-  const raw = readConfig(args);
-  const recording = await installRecordingMocks(args.stack);
+  const raw = await readConfig(args);
+  const pulumi = await import("@pulumi/pulumi");
+  const { installRecordingMocks, settle, toRuntimeConfig } = await import("./render/mocks.js");
+  const { planRender } = await import("./render/manifests.js");
+  const { formatViolations, validateManifests } = await import("./render/validate.js");
+  const { writeRenderOutput } = await import("./render/write.js");
+  const { azureMockCall, azureMockResource } = await import("./azure/mocks.js");
+  // Azure resources report the computed outputs the program feeds back (ids, identities);
+  // Kubernetes objects echo their inputs.
+  const recording = await installRecordingMocks(args.stack, {
+    resource: azureMockResource,
+    call: azureMockCall,
+  });
   pulumi.runtime.setAllConfig(toRuntimeConfig(raw));
   try {
     await import(pathToFileURL(PROGRAM).href);

@@ -21,20 +21,25 @@ export interface RecordedResource {
   provider?: string;
 }
 
-/** Outputs of a provider function (`invoke`) under mocks, by function token. */
-export type CallHandler = (inputs: Record<string, unknown>) => Record<string, unknown>;
+type Values = Record<string, unknown>;
 
 export interface RecordingMocksOptions {
   /**
-   * Handlers for provider functions the program calls (e.g. fetching AKS credentials). A call
-   * without a handler fails the run: a silently empty result would render a wrong workspace.
+   * The id and output state of a resource, for values the cloud would compute (an Azure
+   * resource's `id`, `clientId`, ...). Return undefined to echo the inputs as the state (right
+   * for Kubernetes objects, whose outputs are their inputs). Default: always echo.
    */
-  calls?: Record<string, CallHandler>;
+  resource?: (
+    type: string,
+    name: string,
+    inputs: Values,
+  ) => { id: string; state: Values } | undefined;
   /**
-   * Extra output state for a resource beyond its inputs (values the cloud would compute, e.g. an
-   * Azure resource's `name` or `clientId`). Default: none.
+   * The result of a provider function (invoke) the program calls, e.g. fetching AKS credentials.
+   * Return undefined for a token it does not know: the call then fails the run, because a
+   * silently empty result would render a wrong workspace. Default: every call fails.
    */
-  extraState?: (resource: RecordedResource) => Record<string, unknown>;
+  call?: (token: string, inputs: Values) => Values | undefined;
 }
 
 export interface RecordingMocks {
@@ -45,30 +50,31 @@ export interface RecordingMocks {
 
 export function recordingMocks(options: RecordingMocksOptions = {}): RecordingMocks {
   const resources: RecordedResource[] = [];
-  const calls = options.calls ?? {};
   const mocks: pulumi.runtime.Mocks = {
     newResource(args: pulumi.runtime.MockResourceArgs) {
       const recorded: RecordedResource = {
         type: args.type,
         name: args.name,
-        inputs: args.inputs as Record<string, unknown>,
+        inputs: args.inputs as Values,
         custom: args.custom ?? true,
         ...(args.provider ? { provider: args.provider } : {}),
       };
       resources.push(recorded);
-      return {
-        id: `${args.name}-id`,
-        state: { ...recorded.inputs, ...(options.extraState?.(recorded) ?? {}) },
-      };
+      return (
+        options.resource?.(args.type, args.name, recorded.inputs) ?? {
+          id: `${args.name}-id`,
+          state: recorded.inputs,
+        }
+      );
     },
     call(args: pulumi.runtime.MockCallArgs) {
-      const handler = calls[args.token];
-      if (handler === undefined) {
+      const result = options.call?.(args.token, args.inputs as Values);
+      if (result === undefined) {
         throw new Error(
-          `no mock for provider function ${args.token}; add a handler to recordingMocks({ calls })`,
+          `no mock result for provider function ${args.token}; add it to the render mocks`,
         );
       }
-      return handler(args.inputs as Record<string, unknown>);
+      return result;
     },
   };
   return { mocks, resources };
