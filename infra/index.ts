@@ -7,7 +7,8 @@
  * same on every target.
  */
 import * as k8s from "@pulumi/kubernetes";
-import * as pulumi from "@pulumi/pulumi";
+import type { AksCluster } from "./azure/aks-cluster.js";
+import { azureWorkspaceArgs, newAksCluster } from "./azure/target.js";
 import { loadConfig } from "./config.js";
 import type { WorkspaceConfig } from "./types.js";
 import { DaskWorkspace, type DaskWorkspaceArgs } from "./workspace/index.js";
@@ -32,20 +33,23 @@ function kubernetesTarget(cfg: WorkspaceConfig): WorkspaceTarget {
   return { provider };
 }
 
-function workspaceTarget(cfg: WorkspaceConfig): WorkspaceTarget {
+/**
+ * Target `azure`: the AksCluster (infra/azure/) is created first; the workspace goes on its
+ * provider, with workers and jobs on the worker pool and the runner on workload identity.
+ */
+function workspaceTarget(cfg: WorkspaceConfig, aks: AksCluster | undefined): WorkspaceTarget {
   switch (cfg.target) {
     case "kubernetes":
       return kubernetesTarget(cfg);
     case "azure":
-      // The AksCluster component (infra/azure/) provides the provider and node placement.
-      throw new pulumi.RunError(
-        "target: azure is not available in this version yet; use target: kubernetes with an existing cluster",
-      );
+      if (aks === undefined) throw new Error("target azure: the AksCluster must exist first");
+      return azureWorkspaceArgs(cfg, aks);
   }
 }
 
 const config = loadConfig();
-const workspace = new DaskWorkspace("dask", { config, ...workspaceTarget(config) });
+const aks = config.target === "azure" ? newAksCluster("dask", config) : undefined;
+const workspace = new DaskWorkspace("dask", { config, ...workspaceTarget(config, aks) });
 
 /** The namespace of every workspace object. */
 export const namespace = workspace.namespace;
@@ -53,3 +57,13 @@ export const namespace = workspace.namespace;
 export const schedulerAddress = workspace.schedulerAddress;
 /** The dashboard port on the scheduler Service (`kubectl port-forward svc/dask-scheduler ...`). */
 export const dashboardPort = workspace.dashboardPort;
+
+// Target azure only (undefined, so not exported, on other targets).
+/** The AKS cluster's kubeconfig (secret): `pulumi stack output kubeconfig --show-secrets`. */
+export const kubeconfig = aks?.kubeconfig;
+/** Push images here (`<registry>/dask-workspace/dask:<tag>`, `.../runner:<tag>`). */
+export const registryLoginServer = aks?.registryLoginServer;
+/** `az://<container>/<prefix>`: where runner Jobs write results by default. */
+export const resultsUri = aks?.resultsUri;
+/** Client id of the runner's workload identity. */
+export const identityClientId = aks?.identityClientId;
