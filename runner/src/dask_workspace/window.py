@@ -1,9 +1,10 @@
 """How many groups may hold results in the cluster at once (the window), and admission.
 
 ``auto_window`` is the one pure decision: enough groups to keep every worker thread busy (about
-``tasks-per-thread`` x threads simulation tasks in the window), capped by a memory budget::
+``tasks-per-thread`` x threads tasks in the window, and never fewer than two groups: with one,
+every group's slowest replicate would be a barrier), capped by a memory budget::
 
-    by_threads = ceil(tasks_per_thread x threads / tasks_per_group)
+    by_threads = max(2, ceil(tasks_per_thread x threads / tasks_per_group))
     by_memory  = floor(memory_fraction x sum(worker memory limits) / group_bytes)
     group_bytes = replicates x replicate_bytes
     window     = clamp(min(by_threads, by_memory), 1, max)
@@ -62,7 +63,9 @@ def auto_window(
 ) -> WindowDecision:
     """The auto window for a cluster and a study (see the module docstring for the formula)."""
     threads = max(capacity.threads, 1)
-    by_threads = max(1, math.ceil(tasks_per_thread * threads / max(tasks_per_group, 1)))
+    # At least two groups, so that the next group fills the slots while one waits for its
+    # slowest replicate.
+    by_threads = max(2, math.ceil(tasks_per_thread * threads / max(tasks_per_group, 1)))
     group_bytes = max(replicates, 1) * max(replicate_bytes, 1)
     by_memory: int | None = None
     if capacity.memory_limit > 0:
