@@ -6,6 +6,13 @@
 import * as pulumi from "@pulumi/pulumi";
 import { parse } from "yaml";
 import { beforeAll, describe, expect, it } from "vitest";
+import {
+  type RecordedResource,
+  findResource,
+  installRecordingMocks,
+  recordDuring,
+  unwrap,
+} from "./helpers/pulumi.js";
 import type { AksCluster as AksClusterType } from "../infra/azure/aks-cluster.js";
 import {
   MOCK_SUBSCRIPTION_ID,
@@ -13,77 +20,57 @@ import {
   azureMockResource,
   mockGuid,
 } from "../infra/azure/mocks.js";
-import { azureConfig, outputValue } from "./azure-fixtures.js";
+import { azureConfig } from "./azure-fixtures.js";
 
-interface Recorded {
-  type: string;
-  name: string;
-  inputs: Record<string, unknown>;
-}
-const recorded: Recorded[] = [];
 const calls: { token: string; inputs: Record<string, unknown> }[] = [];
 
 const ACR_PULL = `/subscriptions/${MOCK_SUBSCRIPTION_ID}/providers/Microsoft.Authorization/roleDefinitions/7f951dda-4ed3-4680-a7ca-43fe172d538d`;
 const BLOB_CONTRIBUTOR = `/subscriptions/${MOCK_SUBSCRIPTION_ID}/providers/Microsoft.Authorization/roleDefinitions/ba92f5b4-2d11-453d-a403-e96b0029c9fe`;
 
+let recorded: RecordedResource[];
 let plain: AksClusterType;
 let hardened: AksClusterType;
 
 beforeAll(async () => {
-  await pulumi.runtime.setMocks(
-    {
-      newResource(args) {
-        recorded.push({ type: args.type, name: args.name, inputs: args.inputs });
-        const azure = azureMockResource(args.type, args.name, args.inputs);
-        return azure ?? { id: `${args.name}-id`, state: args.inputs };
-      },
-      call(args) {
-        calls.push({ token: args.token, inputs: args.inputs });
-        const result = azureMockCall(args.token, args.inputs);
-        if (result === undefined) throw new Error(`unexpected call ${args.token}`);
-        return result;
-      },
+  // The project's real name; a call the mocks do not know fails the run.
+  const recording = await installRecordingMocks("dev", {
+    resource: azureMockResource,
+    call: (token, inputs) => {
+      calls.push({ token, inputs });
+      return azureMockCall(token, inputs);
     },
-    "dask-workspace",
-    "dev",
-    false,
-  );
+  });
   const { AksCluster } = await import("../infra/azure/aks-cluster.js");
-  // The dev stack's shape: a new resource group, regular VMs, no Entra ID.
-  plain = new AksCluster("dask", {
-    azure: azureConfig().azure!,
-    namespace: "dask",
-    runnerServiceAccountName: "dask-runner",
+  const built = await recordDuring(recording, () => {
+    // The dev stack's shape: a new resource group, regular VMs, no Entra ID.
+    plain = new AksCluster("dask", {
+      azure: azureConfig().azure!,
+      namespace: "dask",
+      runnerServiceAccountName: "dask-runner",
+    });
+    // Everything switched the other way: existing group, spot, Entra ID admins, Calico.
+    hardened = new AksCluster("prod", {
+      azure: azureConfig({
+        azure: {
+          resourceGroupName: "shared-rg",
+          kubernetesVersion: "1.33",
+          adminGroupObjectIds: ["3f0e1c2a-0000-4000-8000-000000000001"],
+          disableLocalAccounts: true,
+          registrySku: "Premium",
+          workerPool: { vmSize: "Standard_E8s_v5", minCount: 0, maxCount: 20, spot: true },
+        },
+      }).azure!,
+      namespace: "studies",
+      runnerServiceAccountName: "runner",
+      resultsContainerName: "calibration",
+      resultsPrefix: "/2026/",
+      networkPolicy: "calico",
+    });
   });
-  // Everything switched the other way: existing group, spot, Entra ID admins, Calico.
-  hardened = new AksCluster("prod", {
-    azure: azureConfig({
-      azure: {
-        resourceGroupName: "shared-rg",
-        kubernetesVersion: "1.33",
-        adminGroupObjectIds: ["3f0e1c2a-0000-4000-8000-000000000001"],
-        disableLocalAccounts: true,
-        registrySku: "Premium",
-        workerPool: { vmSize: "Standard_E8s_v5", minCount: 0, maxCount: 20, spot: true },
-      },
-    }).azure!,
-    namespace: "studies",
-    runnerServiceAccountName: "runner",
-    resultsContainerName: "calibration",
-    resultsPrefix: "/2026/",
-    networkPolicy: "calico",
-  });
-  await outputValue(plain.kubeconfig);
-  await outputValue(hardened.kubeconfig);
-  // Drain every pending registration into the mocks.
-  await pulumi.runtime.disconnect();
+  recorded = built.resources;
 });
 
-function only(type: string, name: string): Recorded {
-  const found = recorded.filter((r) => r.type === type && r.name === name);
-  expect(found, `${type} ${name}`).toHaveLength(1);
-  return found[0]!;
-}
+const only = (type: string, name: string) => findResource(recorded, type, name);
 const cluster = (n: string) => only("azure-native:containerservice:ManagedCluster", `${n}-aks`);
 const pool = (n: string) => only("azure-native:containerservice:AgentPool", `${n}-workers`);
 
@@ -112,7 +99,7 @@ describe("resource names and types (renaming one replaces live infrastructure)",
   });
 
   it("parents the children to the component (URN)", async () => {
-    expect(await outputValue(plain.cluster.urn)).toBe(
+    expect(await unwrap(plain.cluster.urn)).toBe(
       "urn:pulumi:dev::dask-workspace::dask-workspace:azure:AksCluster$azure-native:containerservice:ManagedCluster::dask-aks",
     );
   });
@@ -313,10 +300,10 @@ describe("outputs and the Kubernetes provider", () => {
       { resourceGroupName: "dask-rg", resourceName: "dask-aks" },
       { resourceGroupName: "shared-rg", resourceName: "prod-aks", format: "exec" },
     ]);
-    const kc = parse(await outputValue(plain.kubeconfig));
+    const kc = parse(await unwrap(plain.kubeconfig));
     expect(kc.clusters[0].cluster.server).toBe("https://dask-aks.hcp.westeurope.azmk8s.io:443");
     // Entra ID: kubelogin with the Azure CLI login, never an interactive device code.
-    const exec = parse(await outputValue(hardened.kubeconfig)).users[0].user.exec;
+    const exec = parse(await unwrap(hardened.kubeconfig)).users[0].user.exec;
     expect(exec.args.slice(-2)).toEqual(["--login", "azurecli"]);
     expect(exec.args).not.toContain("devicecode");
   });
@@ -325,15 +312,15 @@ describe("outputs and the Kubernetes provider", () => {
     const provider = only("pulumi:providers:kubernetes", "dask-k8s");
     expect(provider.inputs["kubeconfig"]).toEqual({
       [pulumi.runtime.specialSigKey]: pulumi.runtime.specialSecretSig,
-      value: await outputValue(plain.kubeconfig),
+      value: await unwrap(plain.kubeconfig),
     });
   });
 
   it("exports the registry, results URI and identity client id", async () => {
-    expect(await outputValue(plain.registryLoginServer)).toBe("daskacr.azurecr.io");
-    expect(await outputValue(plain.resultsUri)).toBe("az://results");
-    expect(await outputValue(hardened.resultsUri)).toBe("az://calibration/2026");
-    expect(await outputValue(plain.identityClientId)).toBe(mockGuid("dask-runner/client"));
-    expect(await outputValue(plain.storageAccountName)).toBe("dasksa");
+    expect(await unwrap(plain.registryLoginServer)).toBe("daskacr.azurecr.io");
+    expect(await unwrap(plain.resultsUri)).toBe("az://results");
+    expect(await unwrap(hardened.resultsUri)).toBe("az://calibration/2026");
+    expect(await unwrap(plain.identityClientId)).toBe(mockGuid("dask-runner/client"));
+    expect(await unwrap(plain.storageAccountName)).toBe("dasksa");
   });
 });

@@ -109,13 +109,3 @@ export function azureConfig(o: FixtureOverrides = {}): WorkspaceConfig {
     azure,
   };
 }
-
-/** The value of a Pulumi Output (under mocks every Output resolves). */
-export function outputValue<T>(o: { apply<U>(f: (t: T) => U): unknown }): Promise<T> {
-  return new Promise((resolve) => {
-    o.apply((v) => {
-      resolve(v);
-      return v;
-    });
-  });
-}
