@@ -163,17 +163,31 @@ const DNS_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const dnsLabel = (max: number) =>
   z
     .string()
-    .max(max, { error: `must be at most ${max} characters` })
+    .max(max, { error: (iss) => `${JSON.stringify(iss.input)} is longer than ${max} characters` })
     .regex(DNS_LABEL, {
-      error:
-        "must be lower-case letters, digits and '-', starting and ending with a letter or digit",
+      error: (iss) =>
+        `${JSON.stringify(iss.input)} is not a DNS label: use lower-case letters, digits and '-', starting and ending with a letter or digit`,
     });
 
 const int = (min: number, max = Number.MAX_SAFE_INTEGER) => z.number().int().min(min).max(max);
 
-const window = z.union([z.literal("auto"), int(1)], {
-  error: `must be "auto" or a whole number of groups ≥ 1`,
-});
+/** `--window`: "auto" (sized from the cluster) or a whole number of groups ≥ 1. */
+const window = z
+  .union([z.literal("auto"), z.number()], {
+    error: (iss) =>
+      `${describe(iss.input)} is not a window size: use "auto" or a whole number of groups ≥ 1`,
+  })
+  .transform((v, ctx): "auto" | number => {
+    if (v !== "auto" && (!Number.isInteger(v) || v < 1)) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${v} is not a window size: use "auto" or a whole number of groups ≥ 1`,
+        input: v,
+      });
+      return z.NEVER;
+    }
+    return v;
+  });
 const mode = z.enum(["window", "batch"]);
 
 /** Results location: a local path or `az://container/prefix`. */
@@ -239,18 +253,23 @@ const LifetimeSchema = z.strictObject({
 });
 
 /** `inf` (YAML `.inf` or the string "inf") or a positive number. */
-const saturation = z.union([z.number(), z.literal("inf")]).transform((v, ctx): number | "inf" => {
-  if (v === "inf" || v === Number.POSITIVE_INFINITY) return "inf";
-  if (Number.isNaN(v) || v <= 0) {
-    ctx.addIssue({
-      code: "custom",
-      message: `${v} must be > 0 (or "inf" to turn queuing off); 1.0 hands each worker one task per thread, Dask's default is 1.1`,
-      input: v,
-    });
-    return z.NEVER;
-  }
-  return v;
-});
+const saturation = z
+  .union([z.number(), z.literal("inf")], {
+    error: (iss) =>
+      `${describe(iss.input)} is not a valid saturation; use a number > 0 (e.g. 1.0) or "inf"`,
+  })
+  .transform((v, ctx): number | "inf" => {
+    if (v === "inf" || v === Number.POSITIVE_INFINITY) return "inf";
+    if (Number.isNaN(v) || v <= 0) {
+      ctx.addIssue({
+        code: "custom",
+        message: `${v} must be > 0 (or "inf" to turn queuing off); 1.0 hands each worker one task per thread, Dask's default is 1.1`,
+        input: v,
+      });
+      return z.NEVER;
+    }
+    return v;
+  });
 
 const WorkersSchema = z
   .strictObject({
@@ -666,9 +685,11 @@ function issueToProblems(issue: z.core.$ZodIssue): Problem[] {
         issue.code === "too_small" ? (issue.inclusive ? "≥" : ">") : issue.inclusive ? "≤" : "<";
       const what =
         issue.origin === "string"
-          ? `length must be ${op} ${String(limit)}`
-          : `must be ${op} ${String(limit)}`;
-      return [{ path: at(base), message: `${describe(input)}: ${what}` }];
+          ? `is too ${issue.code === "too_small" ? "short" : "long"}: its length must be ${op} ${String(limit)}`
+          : issue.origin === "array"
+            ? `must have ${op} ${String(limit)} entries`
+            : `is out of range: must be ${op} ${String(limit)}`;
+      return [{ path: at(base), message: `${describe(input)} ${what}` }];
     }
     case "invalid_union": {
       // Our unions carry their own messages where it matters; name what was given otherwise.
@@ -900,9 +921,12 @@ export function parseWorkspaceConfig(
  * declared key without a default would be required by Pulumi), so they mean "not set".
  */
 function withoutUnsetKeys(raw: Record<string, unknown>): Record<string, unknown> {
+  const known = new Set(Object.keys(StackConfigSchema.shape));
   return Object.fromEntries(
     Object.entries(raw).filter(
-      ([, v]) =>
+      ([k, v]) =>
+        // Unknown keys stay, so that a typo is reported even when its value is empty.
+        !known.has(k) ||
         !(
           v === "" ||
           (v !== null && typeof v === "object" && !Array.isArray(v) && Object.keys(v).length === 0)
