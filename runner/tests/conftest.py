@@ -85,8 +85,9 @@ class DaskCluster:
         )
 
     def wait_for_workers(self, n: int, timeout: float = 60) -> None:
-        with self.client() as c:
-            c.wait_for_workers(n, timeout=timeout)
+        with self.client() as c:  # connecting also waits for the scheduler to listen
+            if n > 0:
+                c.wait_for_workers(n, timeout=timeout)
 
     def worker_pids(self) -> dict[str, int]:
         with self.client() as c:
