@@ -553,6 +553,11 @@ describe("DaskWorkspace target hooks (provider, placement, workload identity)", 
         "azure.workload.identity/client-id": pulumi.output("00000000-0000-0000-0000-000000000001"),
       },
       jobPodLabels: { "azure.workload.identity/use": "true" },
+      images: {
+        dask: pulumi.output("daskacr.azurecr.io/dask-workspace/dask:2026.8.0"),
+        runner: pulumi.output("daskacr.azurecr.io/dask-workspace/runner:2026.8.0"),
+      },
+      runnerEnv: { AZURE_STORAGE_ACCOUNT_NAME: pulumi.output("dasksa") },
     });
   });
 
@@ -584,5 +589,23 @@ describe("DaskWorkspace target hooks (provider, placement, workload identity)", 
     });
     const job = inputs(findResource(ev.resources, T.job, "dask-job-calibration"));
     expect(job.spec.template.metadata.labels["azure.workload.identity/use"]).toBe("true");
+    expect(job.spec.template.spec.containers[0].env).toContainEqual({
+      name: "AZURE_STORAGE_ACCOUNT_NAME",
+      value: "dasksa",
+    });
+  });
+
+  it("uses the given images (e.g. in the stack's registry) in every pod", () => {
+    const image = (type: string, name: string) =>
+      inputs(findResource(ev.resources, type, name)).spec.template.spec.containers[0].image;
+    expect(image(T.deployment, "dask-scheduler")).toBe(
+      "daskacr.azurecr.io/dask-workspace/dask:2026.8.0",
+    );
+    expect(image(T.deployment, "dask-worker")).toBe(
+      "daskacr.azurecr.io/dask-workspace/dask:2026.8.0",
+    );
+    expect(image(T.job, "dask-job-calibration")).toBe(
+      "daskacr.azurecr.io/dask-workspace/runner:2026.8.0",
+    );
   });
 });
