@@ -479,7 +479,7 @@ describe("property: what the schema accepts is safe", () => {
       { numRuns: 1500 },
     );
     // Not vacuous: a good share of the generated configs is accepted and checked.
-    expect(accepted).toBeGreaterThan(300);
+    expect(accepted).toBeGreaterThan(150); // about 300 of 1500 in practice
   });
 });
 
