@@ -27,6 +27,7 @@ The numbers feed `minHeadroom()` in infra/memory.ts.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -91,10 +92,8 @@ def sample(*, host: psutil.Process, worker_pids: list[int]) -> dict[str, float]:
     tree = host.children(recursive=True)
     under_workers: set[int] = set(worker_set)
     for pid in worker_pids:
-        try:
+        with contextlib.suppress(psutil.NoSuchProcess):
             under_workers.update(c.pid for c in psutil.Process(pid).children(recursive=True))
-        except psutil.NoSuchProcess:
-            pass
     helpers = [p for p in tree if p.pid not in under_workers]
     host_info = host.memory_full_info()
     helper_infos = [p.memory_full_info() for p in helpers]
@@ -157,10 +156,8 @@ def measure(*, nworkers: int, settle: float, timeout: float) -> Row:
                 os.killpg(proc.pid, signal.SIGTERM)
                 proc.wait(timeout=20)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 proc.wait()
         log.close()
 
@@ -217,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r.helpers:>8} {r.helpers_rss:>9.1f} {r.overhead_rss:>13.1f} "
             f"{r.overhead_pss:>13.1f} {r.worker_rss_max:>11.1f}"
         )
-    print("(MiB; overhead = host + helpers = what headroom must hold; worker = idle worker process)")
+    print(
+        "(MiB; overhead = host + helpers = what headroom must hold; worker = idle worker process)"
+    )
     print(
         f"fastest RSS growth of one process: {rate / MiB:.0f} MiB/s "
         f"= {rate / MiB / 10:.0f} MiB per 100 ms nanny tick"
