@@ -35,6 +35,7 @@ import os
 import pathlib
 import posixpath
 import uuid
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -176,7 +177,8 @@ def open_backend(uri: str) -> Backend:
         try:
             import fsspec
 
-            fs, path = fsspec.core.url_to_fs(uri)
+            # A fresh instance: credentials come from the environment of this run.
+            fs, path = fsspec.core.url_to_fs(uri, skip_instance_cache=True)
         except (ValueError, ImportError) as exc:
             raise UsageError(
                 [
@@ -189,7 +191,11 @@ def open_backend(uri: str) -> Backend:
                 ]
             ) from None
         try:
-            fs.mkdir(container, exist_ok=True)
+            with warnings.catch_warnings():
+                # adlfs warns when the identity may not read container properties (a role
+                # scoped to the container): the container exists then, which is all we need.
+                warnings.simplefilter("ignore")
+                fs.mkdir(container, exist_ok=True)
         except Exception:  # may lack the right to create containers; writes tell
             logger.debug("could not ensure container %s exists", container, exc_info=True)
         return FsspecBackend(fs, path, description=uri)
