@@ -246,6 +246,8 @@ export class AksCluster extends pulumi.ComponentResource {
       `${name}-acr-pull`,
       {
         principalId: kubeletObjectId,
+        // Stating the principal type lets ARM skip the directory lookup that fails with
+        // PrincipalNotFound while a just-created identity is still replicating in Entra ID.
         principalType: authorization.PrincipalType.ServicePrincipal,
         roleDefinitionId: client.subscriptionId.apply((s) => roleDefinitionId(s, ACR_PULL_ROLE_ID)),
         scope: registry.id,
