@@ -9,15 +9,9 @@
  *
  * Everything here is pure and table-driven, like awsx's `fargateMemoryAndCpu.ts`.
  */
+import type { Problem } from "../errors.js";
 import type { Bytes, WorkspaceConfig } from "../types.js";
 import { DEFAULT_RESULTS_CONTAINER, parseAzUri } from "./results.js";
-
-/** A validation problem, shaped like `Problem` in `infra/config.ts` (INTERFACES.md). */
-export interface Problem {
-  /** Key path in the stack config, e.g. `workers.podMemory`. */
-  path: string;
-  message: string;
-}
 
 const MiB = 1024 ** 2;
 const GiB = 1024 ** 3;
