@@ -7,6 +7,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import fc from "fast-check";
+import { parse as parseYaml } from "yaml";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";
 import {
   ConfigError,
@@ -15,6 +16,7 @@ import {
   formatProblems,
   parseWorkspaceConfig,
   readStackConfigFile,
+  StackConfigSchema,
   type ParseResult,
 } from "../infra/config.js";
 import { MiB, GiB, minHeadroom } from "../infra/memory.js";
@@ -480,6 +482,33 @@ describe("property: what the schema accepts is safe", () => {
     );
     // Not vacuous: a good share of the generated configs is accepted and checked.
     expect(accepted).toBeGreaterThan(150); // about 300 of 1500 in practice
+  });
+});
+
+describe("Pulumi.yaml", () => {
+  it("declares every schema key, with a description and an empty default that means unset", () => {
+    const project = parseYaml(fs.readFileSync(path.join(ROOT, "Pulumi.yaml"), "utf8")) as {
+      name: string;
+      config: Record<string, { type: string; description?: string; default?: unknown }>;
+    };
+    expect(project.name).toBe("dask-workspace");
+    const declared = Object.keys(project.config).map((k) => k.replace(/^dask-workspace:/, ""));
+    expect(declared.sort()).toEqual(Object.keys(StackConfigSchema.shape).sort());
+    for (const [key, decl] of Object.entries(project.config)) {
+      expect(decl.description, key).toMatch(/\w{3,}/);
+      expect(["string", "object"], key).toContain(decl.type);
+      expect(decl.default, key).toBeDefined();
+    }
+    // The defaults Pulumi injects into every stack must parse to the documented defaults.
+    const injected = Object.fromEntries(
+      Object.entries(project.config).map(([k, d]) => [
+        k.replace(/^dask-workspace:/, ""),
+        d.default,
+      ]),
+    );
+    const withDefaults = configOf(injected);
+    const empty = configOf({});
+    expect(withDefaults.ok && withDefaults.config).toEqual(empty.ok && empty.config);
   });
 });
 
