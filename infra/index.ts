@@ -8,7 +8,6 @@
  */
 import * as k8s from "@pulumi/kubernetes";
 import type { AksCluster } from "./azure/aks-cluster.js";
-import { azureWorkspaceArgs, newAksCluster } from "./azure/target.js";
 import { loadConfig } from "./config.js";
 import type { WorkspaceConfig } from "./types.js";
 import { DaskWorkspace, type DaskWorkspaceArgs } from "./workspace/index.js";
@@ -37,19 +36,25 @@ function kubernetesTarget(cfg: WorkspaceConfig): WorkspaceTarget {
  * Target `azure`: the AksCluster (infra/azure/) is created first; the workspace goes on its
  * provider, with workers and jobs on the worker pool and the runner on workload identity.
  */
-function workspaceTarget(cfg: WorkspaceConfig, aks: AksCluster | undefined): WorkspaceTarget {
+async function workspaceTarget(
+  cfg: WorkspaceConfig,
+): Promise<WorkspaceTarget & { aks?: AksCluster }> {
   switch (cfg.target) {
     case "kubernetes":
       return kubernetesTarget(cfg);
-    case "azure":
-      if (aks === undefined) throw new Error("target azure: the AksCluster must exist first");
-      return azureWorkspaceArgs(cfg, aks);
+    case "azure": {
+      // Loaded only for this target: @pulumi/azure-native alone takes about as long to load as
+      // the rest of the program (see bench/program-eval.ts).
+      const { azureWorkspaceArgs, newAksCluster } = await import("./azure/target.js");
+      const aks = newAksCluster("dask", cfg);
+      return { ...azureWorkspaceArgs(cfg, aks), aks };
+    }
   }
 }
 
 const config = loadConfig();
-const aks = config.target === "azure" ? newAksCluster("dask", config) : undefined;
-const workspace = new DaskWorkspace("dask", { config, ...workspaceTarget(config, aks) });
+const { aks, ...target } = await workspaceTarget(config);
+const workspace = new DaskWorkspace("dask", { config, ...target });
 
 /** The namespace of every workspace object. */
 export const namespace = workspace.namespace;
