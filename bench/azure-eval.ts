@@ -101,6 +101,8 @@ console.log(
     warmMedianCpuSeconds: Number(medianCpu.toFixed(3)),
     loadAverage1m: Number(loadavg()[0]!.toFixed(2)),
     goalSeconds: 2,
-    withinGoal: cold < 2000,
+    // Wall time depends on what else runs on the machine; CPU time approximates an idle run.
+    withinGoalWall: cold < 2000,
+    withinGoalCpu: coldCpu < 2,
   }),
 );
