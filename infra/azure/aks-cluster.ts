@@ -17,12 +17,20 @@
  * beside this file; this constructor only wires resources together.
  */
 import * as k8s from "@pulumi/kubernetes";
-import * as authorization from "@pulumi/azure-native/authorization/index.js";
-import * as containerregistry from "@pulumi/azure-native/containerregistry/index.js";
-import * as containerservice from "@pulumi/azure-native/containerservice/index.js";
-import * as managedidentity from "@pulumi/azure-native/managedidentity/index.js";
-import * as resources from "@pulumi/azure-native/resources/index.js";
-import * as storage from "@pulumi/azure-native/storage/index.js";
+// One module per resource rather than the service indexes (`.../storage/index.js`), which load
+// every enum of the service: a fifth of the program's import time for nothing (bench/azure-eval.ts).
+// For the same reason enum values are written as their strings.
+import { getClientConfigOutput } from "@pulumi/azure-native/authorization/getClientConfig.js";
+import { RoleAssignment } from "@pulumi/azure-native/authorization/roleAssignment.js";
+import { Registry } from "@pulumi/azure-native/containerregistry/registry.js";
+import { AgentPool } from "@pulumi/azure-native/containerservice/agentPool.js";
+import { listManagedClusterUserCredentialsOutput } from "@pulumi/azure-native/containerservice/listManagedClusterUserCredentials.js";
+import { ManagedCluster } from "@pulumi/azure-native/containerservice/managedCluster.js";
+import { FederatedIdentityCredential } from "@pulumi/azure-native/managedidentity/federatedIdentityCredential.js";
+import { UserAssignedIdentity } from "@pulumi/azure-native/managedidentity/userAssignedIdentity.js";
+import { ResourceGroup } from "@pulumi/azure-native/resources/resourceGroup.js";
+import { BlobContainer } from "@pulumi/azure-native/storage/blobContainer.js";
+import { StorageAccount } from "@pulumi/azure-native/storage/storageAccount.js";
 import * as pulumi from "@pulumi/pulumi";
 import type { AzureConfig } from "../types.js";
 import { kubeconfigFromCredentials } from "./kubeconfig.js";
@@ -101,9 +109,9 @@ export class AksCluster extends pulumi.ComponentResource {
   /** Resource group holding everything here (created, or the existing one named in config). */
   public readonly resourceGroupName: pulumi.Output<string>;
   /** The AKS managed cluster. */
-  public readonly cluster: containerservice.ManagedCluster;
+  public readonly cluster: ManagedCluster;
   /** The autoscaling worker pool. */
-  public readonly workerPool: containerservice.AgentPool;
+  public readonly workerPool: AgentPool;
   /** Kubeconfig for the cluster (user credentials); always secret. */
   public readonly kubeconfig: pulumi.Output<string>;
   /** Kubernetes provider for everything the workspace deploys on this cluster. */
@@ -135,10 +143,10 @@ export class AksCluster extends pulumi.ComponentResource {
     const resourceGroupName: pulumi.Output<string> =
       azure.resourceGroupName !== undefined
         ? pulumi.output(azure.resourceGroupName)
-        : new resources.ResourceGroup(`${name}-rg`, { location, tags }, { parent: this }).name;
+        : new ResourceGroup(`${name}-rg`, { location, tags }, { parent: this }).name;
     this.resourceGroupName = resourceGroupName;
 
-    this.cluster = new containerservice.ManagedCluster(
+    this.cluster = new ManagedCluster(
       `${name}-aks`,
       {
         resourceGroupName,
@@ -148,7 +156,7 @@ export class AksCluster extends pulumi.ComponentResource {
         kubernetesVersion: azure.kubernetesVersion,
         sku: { name: "Base", tier: "Free" },
         // A system-assigned control-plane identity; AKS creates the kubelet identity beside it.
-        identity: { type: containerservice.ResourceIdentityType.SystemAssigned },
+        identity: { type: "SystemAssigned" },
         enableRBAC: true,
         ...(access.entraId
           ? {
@@ -165,7 +173,7 @@ export class AksCluster extends pulumi.ComponentResource {
         agentPoolProfiles: [
           {
             name: SYSTEM_POOL_NAME,
-            mode: containerservice.AgentPoolMode.System,
+            mode: "System",
             vmSize: azure.systemPool.vmSize,
             count: azure.systemPool.count,
             maxPods: SYSTEM_POOL_MAX_PODS,
@@ -187,13 +195,13 @@ export class AksCluster extends pulumi.ComponentResource {
     );
 
     const pool = azure.workerPool;
-    this.workerPool = new containerservice.AgentPool(
+    this.workerPool = new AgentPool(
       `${name}-workers`,
       {
         resourceGroupName,
         resourceName: this.cluster.name,
         agentPoolName: WORKER_POOL_NAME,
-        mode: containerservice.AgentPoolMode.User,
+        mode: "User",
         vmSize: pool.vmSize,
         osType: "Linux",
         type: "VirtualMachineScaleSets",
@@ -208,10 +216,10 @@ export class AksCluster extends pulumi.ComponentResource {
         nodeTaints: workerPoolTaints(pool).map(formatTaint),
         ...(pool.spot
           ? {
-              scaleSetPriority: containerservice.ScaleSetPriority.Spot,
+              scaleSetPriority: "Spot",
               // Delete, not Deallocate: a deallocated spot VM still bills its disk and keeps
               // counting against the pool's maxCount.
-              scaleSetEvictionPolicy: containerservice.ScaleSetEvictionPolicy.Delete,
+              scaleSetEvictionPolicy: "Delete",
               // -1: pay up to the on-demand price, so nodes are evicted for capacity, not price.
               spotMaxPrice: -1,
             }
@@ -222,9 +230,9 @@ export class AksCluster extends pulumi.ComponentResource {
       { parent: this, ignoreChanges: ["count"] },
     );
 
-    const client = authorization.getClientConfigOutput({ parent: this });
+    const client = getClientConfigOutput({ parent: this });
 
-    const registry = new containerregistry.Registry(
+    const registry = new Registry(
       `${compactName(name)}acr`,
       {
         resourceGroupName,
@@ -242,29 +250,29 @@ export class AksCluster extends pulumi.ComponentResource {
     const kubeletObjectId = this.cluster.identityProfile.apply(
       (p) => p?.["kubeletidentity"]?.objectId,
     ) as pulumi.Output<string>;
-    new authorization.RoleAssignment(
+    new RoleAssignment(
       `${name}-acr-pull`,
       {
         principalId: kubeletObjectId,
         // Stating the principal type lets ARM skip the directory lookup that fails with
         // PrincipalNotFound while a just-created identity is still replicating in Entra ID.
-        principalType: authorization.PrincipalType.ServicePrincipal,
+        principalType: "ServicePrincipal",
         roleDefinitionId: client.subscriptionId.apply((s) => roleDefinitionId(s, ACR_PULL_ROLE_ID)),
         scope: registry.id,
       },
       { parent: this },
     );
 
-    const account = new storage.StorageAccount(
+    const account = new StorageAccount(
       `${compactName(name)}sa`,
       {
         resourceGroupName,
         location,
         tags,
-        kind: storage.Kind.StorageV2,
-        sku: { name: storage.SkuName.Standard_LRS },
+        kind: "StorageV2",
+        sku: { name: "Standard_LRS" },
         allowBlobPublicAccess: false,
-        minimumTlsVersion: storage.MinimumTlsVersion.TLS1_2,
+        minimumTlsVersion: "TLS1_2",
         enableHttpsTrafficOnly: true,
         // No account keys anywhere: the runner authenticates with its workload identity.
         allowSharedKeyAccess: false,
@@ -274,20 +282,20 @@ export class AksCluster extends pulumi.ComponentResource {
     );
     this.storageAccountName = account.name;
 
-    const container = new storage.BlobContainer(
+    const container = new BlobContainer(
       `${name}-results`,
       {
         resourceGroupName,
         accountName: account.name,
         containerName,
-        publicAccess: storage.PublicAccess.None,
+        publicAccess: "None",
       },
       { parent: this },
     );
     this.resultsContainerName = container.name;
     this.resultsUri = container.name.apply((c) => resultsUri(c, prefix));
 
-    const identity = new managedidentity.UserAssignedIdentity(
+    const identity = new UserAssignedIdentity(
       `${name}-runner`,
       { resourceGroupName, location, tags },
       { parent: this },
@@ -297,7 +305,7 @@ export class AksCluster extends pulumi.ComponentResource {
     this.oidcIssuerUrl = this.cluster.oidcIssuerProfile.apply(
       (p) => p?.issuerURL,
     ) as pulumi.Output<string>;
-    new managedidentity.FederatedIdentityCredential(
+    new FederatedIdentityCredential(
       `${name}-runner-federation`,
       {
         resourceGroupName,
@@ -310,11 +318,11 @@ export class AksCluster extends pulumi.ComponentResource {
     );
 
     // Scoped to the results container, not the account: the runner can touch nothing else.
-    new authorization.RoleAssignment(
+    new RoleAssignment(
       `${name}-results-writer`,
       {
         principalId: identity.principalId,
-        principalType: authorization.PrincipalType.ServicePrincipal,
+        principalType: "ServicePrincipal",
         roleDefinitionId: client.subscriptionId.apply((s) =>
           roleDefinitionId(s, STORAGE_BLOB_DATA_CONTRIBUTOR_ROLE_ID),
         ),
@@ -323,7 +331,7 @@ export class AksCluster extends pulumi.ComponentResource {
       { parent: this },
     );
 
-    const credentials = containerservice.listManagedClusterUserCredentialsOutput(
+    const credentials = listManagedClusterUserCredentialsOutput(
       {
         resourceGroupName,
         resourceName: this.cluster.name,
