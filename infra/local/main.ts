@@ -1,0 +1,162 @@
+/**
+ * `npm run local -- [--stack <name>] [--config-file <path>] [--study <file>] [--summary <path>]`
+ *
+ * Validates the stack config with the same code as `pulumi up` (nothing starts when it is
+ * invalid), starts the workspace as local processes (pods in memory cgroups), runs the study
+ * through the runner with live progress, prints the summary and tears everything down, also on
+ * Ctrl-C and SIGTERM. See `args.ts` for every flag and the exit codes.
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parse as parseYaml } from "yaml";
+import {
+  ConfigError,
+  formatProblems,
+  parseWorkspaceConfig,
+  readStackConfigFile,
+} from "../config.js";
+import type { WorkspaceConfig } from "../types.js";
+import { ArgsError, defaultResults, type LocalArgs, parseLocalArgs } from "./args.js";
+import { formatSummary, launchWorkspace, writeFileAtomic } from "./run.js";
+
+const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** Bad input: printed as is (no stack trace), exit code 2. */
+class InputError extends Error {}
+
+const say = (line: string) => process.stderr.write(`local: ${line}\n`);
+
+function knownStacks(): string[] {
+  return fs
+    .readdirSync(PROJECT_ROOT)
+    .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+    .filter((s): s is string => s !== undefined)
+    .sort();
+}
+
+/** Reads and validates the stack config exactly as the Pulumi program does. */
+function loadStack(args: LocalArgs): WorkspaceConfig {
+  if (!fs.existsSync(args.configFile)) {
+    if (args.explicitConfigFile)
+      throw new InputError(`config file ${args.configFile} does not exist`);
+    throw new InputError(
+      `unknown stack "${args.stack}": there is no Pulumi.${args.stack}.yaml in ${PROJECT_ROOT}. ` +
+        `Stacks here: ${knownStacks().join(", ") || "(none)"}. ` +
+        `To use a stack file kept elsewhere, pass --config-file <path>.`,
+    );
+  }
+  let raw: Record<string, unknown>;
+  try {
+    raw = readStackConfigFile(args.configFile);
+  } catch (err) {
+    if (err instanceof ConfigError) throw new InputError(formatProblems(err.problems));
+    throw err;
+  }
+  const parsed = parseWorkspaceConfig(raw, { baseDir: PROJECT_ROOT, stack: args.stack });
+  for (const w of parsed.warnings) say(`warning: ${w}`);
+  if (!parsed.ok) {
+    throw new InputError(
+      `invalid stack config in ${args.configFile}, ${parsed.problems.length} problem(s); nothing was started:\n` +
+        formatProblems(parsed.problems),
+    );
+  }
+  return parsed.config;
+}
+
+/** The study's `name:` (for the default results directory), if the file says. */
+function studyName(file: string): string | undefined {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, "utf8");
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new InputError(
+      `study file ${file} ${code === "ENOENT" ? "does not exist" : `cannot be read (${code})`}; pass --study <file>`,
+    );
+  }
+  try {
+    const doc = parseYaml(text) as unknown; // JSON is YAML too
+    const name = (doc as { name?: unknown } | null)?.name;
+    return typeof name === "string" ? name : undefined;
+  } catch {
+    return undefined; // the runner reports what is wrong with the study, exit 2
+  }
+}
+
+async function main(argv: string[]): Promise<number> {
+  let args: LocalArgs;
+  let config: WorkspaceConfig;
+  let results: string;
+  try {
+    args = parseLocalArgs(argv, { root: PROJECT_ROOT, cwd: process.cwd() });
+    config = loadStack(args);
+    const name = studyName(args.studyFile);
+    results =
+      args.results ??
+      defaultResults({ cwd: process.cwd(), studyFile: args.studyFile, studyName: name });
+  } catch (err) {
+    if (err instanceof ArgsError) {
+      (err.exitCode === 0 ? process.stdout : process.stderr).write(`${err.message}\n`);
+      return err.exitCode;
+    }
+    if (err instanceof InputError) {
+      process.stderr.write(`local: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+
+  const controller = new AbortController();
+  let signalled: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (signalled !== undefined) {
+      say(`${sig} again: teardown is already under way (the runner is saving finished groups)`);
+      return;
+    }
+    signalled = sig;
+    say(`${sig}: stopping the runner (finished groups are kept) and tearing down the workspace`);
+    controller.abort();
+  };
+  process.on("SIGINT", onSignal);
+  process.on("SIGTERM", onSignal);
+
+  say(`stack ${args.stack} (${path.relative(process.cwd(), args.configFile) || args.configFile})`);
+  say(`study ${args.studyFile}; results ${results} (running again with the same results resumes)`);
+  let result;
+  try {
+    result = await launchWorkspace(config, {
+      root: PROJECT_ROOT,
+      studyFile: args.studyFile,
+      results,
+      summaryPath: args.summaryPath,
+      runnerArgs: args.runnerArgs,
+      log: say,
+      out: (line) => process.stdout.write(`${line}\n`),
+      signal: controller.signal,
+    });
+  } catch (err) {
+    if (signalled !== undefined) return signalled === "SIGINT" ? 130 : 143;
+    throw err;
+  }
+  if (Object.keys(result.summary).length > 0) {
+    process.stdout.write(`summary:\n${formatSummary(result.summary).join("\n")}\n`);
+    if (args.summaryPath !== undefined) {
+      writeFileAtomic(args.summaryPath, `${JSON.stringify(result.summary, null, 2)}\n`);
+      say(`summary written to ${args.summaryPath}`);
+    }
+  }
+  say(`workspace torn down; exit ${result.exitCode}`);
+  return result.exitCode;
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    // A bug, not bad input: show it whole.
+    process.stderr.write(
+      `local: internal error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`,
+    );
+    process.exit(1);
+  },
+);
