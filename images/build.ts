@@ -1,0 +1,219 @@
+/**
+ * `npm run images:build -- --registry <host[/path]> [--tag <tag>] [--platform <p>] [--dry-run]`
+ *
+ * Builds and pushes the workspace's two images with `docker buildx build --push`, from the
+ * repository root as build context:
+ *
+ * - `<registry>/dask-workspace/dask:<tag>`   from `images/dask.Dockerfile` (scheduler, workers)
+ * - `<registry>/dask-workspace/runner:<tag>` from `images/runner.Dockerfile` (runner Jobs)
+ *
+ * The names match the stack config defaults (`images.dask`, `images.runner` =
+ * `dask-workspace/<image>:<package version>`), which `target: azure` resolves against the stack's
+ * registry. Log in first (`az acr login --name <registry>` or `docker login <registry>`).
+ * `--dry-run` prints the exact commands and runs nothing (no Docker needed).
+ *
+ * Exit codes: 0 built (or planned); 2 bad flags; 1 docker failed.
+ */
+import { readFileSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+
+export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
+
+/** The images this project builds: short name -> Dockerfile (relative to the project root). */
+export const IMAGES: ReadonlyArray<{ name: "dask" | "runner"; dockerfile: string }> = [
+  { name: "dask", dockerfile: "images/dask.Dockerfile" },
+  { name: "runner", dockerfile: "images/runner.Dockerfile" },
+];
+
+/** Image repository below the registry: `<registry>/dask-workspace/<name>`. */
+export const REPOSITORY_PREFIX = "dask-workspace";
+
+export interface BuildOptions {
+  /** Registry host with an optional path, e.g. `myacr.azurecr.io` or `ghcr.io/org`. */
+  registry: string;
+  /** Image tag. Default: the package version (the stack config's default image tag). */
+  tag: string;
+  /** `docker buildx --platform`. Default `linux/amd64` (AKS node pools). */
+  platform: string;
+  /** Push to the registry (`--push`); false builds into the buildx cache only. */
+  push: boolean;
+}
+
+export interface PlannedImage {
+  name: string;
+  dockerfile: string;
+  ref: string;
+  command: string[];
+}
+
+/** Docker's tag grammar. */
+const TAG = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$/;
+/** A registry host (optionally with port) and optional lower-case path, no scheme. */
+const REGISTRY = /^[a-z0-9]([a-z0-9.-]*[a-z0-9])?(:[0-9]+)?(\/[a-z0-9]+([._-][a-z0-9]+)*)*$/;
+
+/** Problems with the options, one message each (empty when they are valid). */
+export function optionProblems(opts: Partial<BuildOptions>): string[] {
+  const problems: string[] = [];
+  if (!opts.registry) {
+    problems.push("--registry is required, e.g. --registry myacr.azurecr.io");
+  } else if (!REGISTRY.test(opts.registry)) {
+    problems.push(
+      `--registry ${JSON.stringify(opts.registry)} is not a registry host[/path] ` +
+        "(lower case, no scheme, no trailing slash), e.g. myacr.azurecr.io",
+    );
+  }
+  if (opts.tag !== undefined && !TAG.test(opts.tag)) {
+    problems.push(
+      `--tag ${JSON.stringify(opts.tag)} is not a valid image tag (letters, digits, _ . -; ` +
+        "at most 128 characters; not starting with . or -)",
+    );
+  }
+  if (opts.platform !== undefined && !/^[a-z0-9]+\/[a-z0-9]+(\/[a-z0-9]+)?$/.test(opts.platform)) {
+    problems.push(`--platform ${JSON.stringify(opts.platform)} is not os/arch, e.g. linux/amd64`);
+  }
+  return problems;
+}
+
+/** The exact `docker buildx build` commands, in order. Pure. */
+export function buildPlan(opts: BuildOptions): PlannedImage[] {
+  return IMAGES.map(({ name, dockerfile }) => {
+    const ref = `${opts.registry}/${REPOSITORY_PREFIX}/${name}:${opts.tag}`;
+    const command = [
+      "docker",
+      "buildx",
+      "build",
+      "--file",
+      dockerfile,
+      "--tag",
+      ref,
+      "--platform",
+      opts.platform,
+      "--label",
+      `org.opencontainers.image.version=${opts.tag}`,
+      "--label",
+      `org.opencontainers.image.title=${REPOSITORY_PREFIX}-${name}`,
+      opts.push ? "--push" : "--load",
+      ".",
+    ];
+    return { name, dockerfile, ref, command };
+  });
+}
+
+/** The package version: the default tag, equal to the stack config's default image tags. */
+export function packageVersion(root: string = PROJECT_ROOT): string {
+  const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { version: string };
+  return pkg.version;
+}
+
+/** Quotes a word for display when it needs it (the plan is meant to be copy-pasted). */
+export function shellWord(word: string): string {
+  return /^[A-Za-z0-9_./:=@%+,-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
+}
+
+const USAGE = `usage: npm run images:build -- --registry <host[/path]> [--tag <tag>] [--platform <os/arch>] [--no-push] [--dry-run]
+
+  --registry <host>    registry to push to, e.g. myacr.azurecr.io (log in first: az acr login)
+  --tag <tag>          image tag (default: the package version, as in the stack config defaults)
+  --platform <p>       target platform (default linux/amd64)
+  --no-push            build only (--load into the local Docker) instead of pushing
+  --dry-run            print the docker commands and run nothing`;
+
+class UsageError extends Error {}
+
+function parse(argv: string[]): { opts: BuildOptions; dryRun: boolean } {
+  let values;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        registry: { type: "string" },
+        tag: { type: "string" },
+        platform: { type: "string" },
+        "no-push": { type: "boolean", default: false },
+        "dry-run": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+      strict: true,
+      allowPositionals: false,
+    }));
+  } catch (err) {
+    throw new UsageError((err as Error).message);
+  }
+  if (values.help) {
+    console.log(USAGE);
+    process.exit(0);
+  }
+  const partial = { registry: values.registry, tag: values.tag, platform: values.platform };
+  const problems = optionProblems(partial);
+  if (problems.length > 0) {
+    throw new UsageError(problems.join("\n"));
+  }
+  return {
+    opts: {
+      registry: values.registry as string,
+      tag: values.tag ?? packageVersion(),
+      platform: values.platform ?? "linux/amd64",
+      push: !values["no-push"],
+    },
+    dryRun: values["dry-run"] ?? false,
+  };
+}
+
+async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parse(argv);
+  } catch (err) {
+    if (err instanceof UsageError) {
+      console.error(`images:build: ${err.message.replaceAll("\n", "\nimages:build: ")}`);
+      console.error(USAGE);
+      return 2;
+    }
+    throw err;
+  }
+  const plan = buildPlan(parsed.opts);
+  if (parsed.dryRun) {
+    console.log(`# build context: ${PROJECT_ROOT}`);
+    for (const image of plan) {
+      console.log(image.command.map(shellWord).join(" "));
+    }
+    return 0;
+  }
+  const { execa } = await import("execa");
+  try {
+    await execa("docker", ["buildx", "version"], { cwd: PROJECT_ROOT });
+  } catch {
+    console.error(
+      "images:build: `docker buildx` is not available (is Docker installed and its engine running?). " +
+        "Use --dry-run to see the commands.",
+    );
+    return 1;
+  }
+  for (const image of plan) {
+    console.error(`images:build: ${image.ref}`);
+    const [cmd, ...args] = image.command;
+    const result = await execa(cmd as string, args, {
+      cwd: PROJECT_ROOT,
+      stdio: "inherit",
+      reject: false,
+    });
+    if (result.exitCode !== 0) {
+      console.error(`images:build: building ${image.ref} failed (exit ${result.exitCode ?? "?"})`);
+      return 1;
+    }
+  }
+  console.error(`images:build: pushed ${plan.map((p) => p.ref).join(", ")}`);
+  return 0;
+}
+
+if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (err: unknown) => {
+      console.error(`images:build: ${(err as Error).message}`);
+      process.exit(1);
+    },
+  );
+}

