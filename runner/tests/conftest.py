@@ -111,6 +111,7 @@ def start_cluster(
     *,
     pods: Sequence[tuple[str, int, int]] = (("pod", 2, 2),),
     memory_limit: str = "1GiB",
+    scheduler_env: dict[str, str] | None = None,
 ) -> DaskCluster:
     """Starts ``dask scheduler`` and one ``dask worker`` per (name, nworkers, nthreads)."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -121,7 +122,7 @@ def start_cluster(
         [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
         stdout=log,
         stderr=subprocess.STDOUT,
-        env=_env(),
+        env=_env(scheduler_env),
         start_new_session=True,
     )
     cluster = DaskCluster(address=address, scheduler=scheduler, log_dir=log_dir)

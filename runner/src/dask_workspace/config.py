@@ -57,6 +57,8 @@ class RunnerSettings:
     no_workers_timeout: float
     stall_timeout: float
     connect_timeout: float
+    worker_selector: str
+    kube_poll_interval: float
 
 
 def _positive_int(value: Any) -> int:
@@ -113,6 +115,12 @@ def _bytes(value: Any) -> int:
     return int(n)
 
 
+def _selector(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or " " in value.strip():
+        raise ValueError(f"must be a Kubernetes label selector such as a=b,c=d, got {value!r}")
+    return value.strip()
+
+
 def _fraction(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
         raise ValueError(f"must be a number in (0, 1], got {value!r}")
@@ -145,6 +153,8 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "no_workers_timeout": ("no-workers-timeout", _seconds),
     "stall_timeout": ("stall-timeout", _seconds),
     "connect_timeout": ("connect-timeout", _seconds),
+    "worker_selector": ("kubernetes.worker-selector", _selector),
+    "kube_poll_interval": ("kubernetes.poll-interval", _seconds),
 }
 
 

@@ -40,15 +40,17 @@ def format_progress(
     memory_restarts: int,
     workers: int,
     threads: int,
+    pod_oom_kills: int | None = None,
 ) -> str:
     """One progress line: groups done/total, in flight, rate, ETA, failures and worker trouble."""
     pct = 100.0 * done / total if total else 100.0
     eta = eta_seconds(remaining=total - done, rate_per_second=rate_per_second)
     rate_per_minute = rate_per_second * 60
+    pods = "" if pod_oom_kills is None else f" | pod OOM kills {pod_oom_kills}"
     return (
         f"[{study}] {done}/{total} groups ({pct:.0f}%) | in flight {inflight} (window {window}) | "
         f"{rate_per_minute:.1f} groups/min | ETA {format_duration(eta)} | failed {failed} | "
-        f"worker deaths {worker_deaths} | memory restarts {memory_restarts} | "
+        f"worker deaths {worker_deaths} | memory restarts {memory_restarts}{pods} | "
         f"{workers} workers, {threads} threads"
     )
 

@@ -50,6 +50,7 @@ from dask_workspace.errors import (
     StorageError,
     UsageError,
 )
+from dask_workspace.kube import PodOomWatcher, watcher_from_environment
 from dask_workspace.progress import RunSummary, format_progress
 from dask_workspace.results import Failure, GroupRecord, ResultStore, ResumeState
 from dask_workspace.study import Study
@@ -163,8 +164,10 @@ class StudyRunner:
         resume: ResumeState,
         settings: RunnerSettings,
         results_uri: str,
+        pod_watcher: PodOomWatcher | None = None,
     ) -> None:
         self.client = client
+        self.pod_watcher = pod_watcher
         self.study = study
         self.store = store
         self.resume = resume
@@ -424,7 +427,7 @@ class StudyRunner:
     def _check_health(self, stats: dict[str, Any] | None, now: float) -> None:
         if stats is None:
             return
-        trouble = stats["worker_deaths"] + stats["memory_restarts"]
+        trouble = stats["worker_deaths"] + stats["memory_restarts"] + self.pod_oom_kills
         if trouble > self._trouble_seen:
             new = trouble - self._trouble_seen
             self._trouble_seen = trouble
@@ -458,6 +461,10 @@ class StudyRunner:
                 f"{GUIDANCE}"
             )
 
+    @property
+    def pod_oom_kills(self) -> int:
+        return 0 if self.pod_watcher is None else self.pod_watcher.new_kills
+
     def _progress_line(self, stats: dict[str, Any] | None) -> str:
         done_before = len(self.resume.done)
         elapsed = max(time.monotonic() - self.started_at, 1e-9)
@@ -478,6 +485,7 @@ class StudyRunner:
             memory_restarts=stats["memory_restarts"] if stats else 0,
             workers=stats["workers"] if stats else 0,
             threads=stats["threads"] if stats else 0,
+            pod_oom_kills=None if self.pod_watcher is None else self.pod_oom_kills,
         )
 
     # -- the loop ---------------------------------------------------------------------------
@@ -685,6 +693,9 @@ def run_study(
                 f"{settings.no_workers_timeout:.0f}s; check the worker pods."
             ) from None
         _check_importable(client, study)
+        pod_watcher = watcher_from_environment(
+            selector=settings.worker_selector, interval=settings.kube_poll_interval
+        )
         runner = StudyRunner(
             client=client,
             study=study,
@@ -692,6 +703,7 @@ def run_study(
             resume=resume,
             settings=settings,
             results_uri=results,
+            pod_watcher=pod_watcher.start() if pod_watcher is not None else None,
         )
         with _stop_on_signals(lambda: runner):
             try:
@@ -720,6 +732,8 @@ def run_study(
         status, code, message = "cluster-dying", EXIT_CLUSTER, str(exc)
         logger.error("%s", exc)
     finally:
+        if runner is not None and runner.pod_watcher is not None:
+            runner.pod_watcher.stop()
         with contextlib.suppress(Exception):
             client.close(timeout=10)
 
@@ -782,6 +796,8 @@ def run_study(
         thread_seconds=None if thread_seconds is None else round(thread_seconds, 3),
         window_decreases=runner.controller.decreases,
         parts_written=runner.parts_written,
+        # Only on Kubernetes (the local launcher adds its own, from the pods' cgroups).
+        extra={} if runner.pod_watcher is None else {"pod_oom_kills": runner.pod_oom_kills},
     )
     logger.info(
         "%s: %d/%d groups persisted, %d failed, %d tasks submitted, utilization %s, %.1fs",
