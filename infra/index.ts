@@ -74,19 +74,40 @@ const config = loadConfigOrFail();
 const { aks, ...target } = await workspaceTarget(config);
 const workspace = new DaskWorkspace("dask", { config, ...target });
 
-/** The namespace of every workspace object. */
-export const namespace = workspace.namespace;
-/** `tcp://...`: pass to `Client(...)` from inside the cluster, or port-forward it. */
-export const schedulerAddress = workspace.schedulerAddress;
-/** The dashboard port on the scheduler Service (`kubectl port-forward svc/dask-scheduler ...`). */
-export const dashboardPort = workspace.dashboardPort;
+/**
+ * The stack outputs. One default export rather than named exports: ESM cannot export a name
+ * conditionally, and Pulumi warns about every exported `undefined` ("will not show as a stack
+ * output") on each run, so the Azure-only outputs are added only for target azure.
+ */
+interface StackOutputs {
+  /** The namespace of every workspace object. */
+  namespace: pulumi.Output<string>;
+  /** `tcp://...`: pass to `Client(...)` from inside the cluster, or port-forward it. */
+  schedulerAddress: pulumi.Output<string>;
+  /** The dashboard port on the scheduler Service (`kubectl port-forward svc/dask-scheduler ...`). */
+  dashboardPort: pulumi.Output<number>;
+  /** Target azure: the AKS cluster's kubeconfig (secret): `pulumi stack output kubeconfig --show-secrets`. */
+  kubeconfig?: pulumi.Output<string>;
+  /** Target azure: push images here (`<registry>/dask-workspace/dask:<tag>`, `.../runner:<tag>`). */
+  registryLoginServer?: pulumi.Output<string>;
+  /** Target azure: `az://<container>/<prefix>`, where runner Jobs write results by default. */
+  resultsUri?: pulumi.Output<string>;
+  /** Target azure: client id of the runner's workload identity. */
+  identityClientId?: pulumi.Output<string>;
+}
 
-// Target azure only (undefined, so not exported, on other targets).
-/** The AKS cluster's kubeconfig (secret): `pulumi stack output kubeconfig --show-secrets`. */
-export const kubeconfig = aks?.kubeconfig;
-/** Push images here (`<registry>/dask-workspace/dask:<tag>`, `.../runner:<tag>`). */
-export const registryLoginServer = aks?.registryLoginServer;
-/** `az://<container>/<prefix>`: where runner Jobs write results by default. */
-export const resultsUri = aks?.resultsUri;
-/** Client id of the runner's workload identity. */
-export const identityClientId = aks?.identityClientId;
+const outputs: StackOutputs = {
+  namespace: workspace.namespace,
+  schedulerAddress: workspace.schedulerAddress,
+  dashboardPort: workspace.dashboardPort,
+  ...(aks === undefined
+    ? {}
+    : {
+        kubeconfig: aks.kubeconfig,
+        registryLoginServer: aks.registryLoginServer,
+        resultsUri: aks.resultsUri,
+        identityClientId: aks.identityClientId,
+      }),
+};
+
+export default outputs;

@@ -23,7 +23,7 @@ beforeAll(async () => {
   pulumi.runtime.setAllConfig(
     toRuntimeConfig({ ...STATIC_RAW, kubeconfig: "/home/me/.kube/lab", context: "kind-dask" }),
   );
-  program = (await import("../infra/index.js")) as Record<string, unknown>;
+  program = (await import("../infra/index.js")).default as unknown as Record<string, unknown>;
   await settle();
   resources = recording.resources;
 });
@@ -66,7 +66,7 @@ describe("infra/index.ts, target kubernetes with kubeconfig and context", () => 
       "tcp://dask-scheduler.sims.svc:8786",
     );
     expect(await unwrap(program.dashboardPort as pulumi.Output<number>)).toBe(8787);
-    // Azure-only outputs are undefined, so the stack does not show them.
-    expect(program.kubeconfig).toBeUndefined();
+    // Only these: Azure-only outputs are left out (an undefined output draws a Pulumi warning).
+    expect(Object.keys(program).sort()).toEqual(["dashboardPort", "namespace", "schedulerAddress"]);
   });
 });
