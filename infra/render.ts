@@ -153,7 +153,19 @@ export async function render(args: RenderArgs): Promise<string> {
     );
   }
   const files = [...plan.kubernetes.map((k) => k.file), ...plan.azure];
-  await writeRenderOutput(args.out, files);
+  try {
+    await writeRenderOutput(args.out, files);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (typeof code === "string") {
+      // A file where a directory should be, no permission, a full disk: the user's to fix.
+      throw new RenderError(
+        `cannot write to --out ${resolve(args.out)}: ${(err as Error).message}; nothing was written`,
+        2,
+      );
+    }
+    throw err;
+  }
   const skipped = plan.skipped.map((r) => `\n  not rendered: ${r.type} "${r.name}"`).join("");
   return (
     `rendered stack ${args.stack}: ${plan.kubernetes.length} Kubernetes objects, ` +

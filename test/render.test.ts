@@ -143,6 +143,17 @@ describe("npm run render (as a process)", () => {
     expect(existsSync(out)).toBe(false);
   });
 
+  it("explains an --out it cannot write to, and leaves it as it was", async () => {
+    const out = join(tmp, "a-file");
+    await writeFile(out, "not a directory");
+    const result = await render(["--stack", "local", "--out", out]);
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toContain(`cannot write to --out ${out}`);
+    expect(result.stderr).not.toMatch(/^\s+at /m);
+    expect(await readFile(out, "utf8")).toBe("not a directory");
+    expect((await readdir(tmp)).filter((f) => f.includes(".render-"))).toEqual([]);
+  });
+
   it("requires --stack and --out", async () => {
     const result = await render(["--stack", "local"]);
     expect(result.exitCode).toBe(2);
