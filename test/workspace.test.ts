@@ -3,6 +3,7 @@
  * registered with (what the Kubernetes provider would have sent to the cluster).
  */
 import { execa } from "execa";
+import { createHash } from "node:crypto";
 import { chmod, mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -374,6 +375,10 @@ describe("DaskWorkspace (static worker count)", () => {
     expect(volume.configMap.name).toBe(study.metadata.name);
     expect(study.data["study.yaml"]).toBe(ev.cfg.jobs[0]!.studyText);
     expect(study.data["study.yaml"]).toContain("name: test-study");
+    // An edited study changes the Job's template, so `pulumi up` replaces (re-runs) the Job.
+    expect(job.spec.template.metadata.annotations["dask-workspace/study-sha256"]).toBe(
+      createHash("sha256").update(study.data["study.yaml"]).digest("hex"),
+    );
     expect(ev.cfg.jobs[0]!.studyPath).toBe(TEST_STUDY);
   });
 

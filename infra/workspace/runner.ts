@@ -3,6 +3,7 @@
  * evictions), and one Kubernetes Job per `jobs.<name>` entry that runs
  * `python -m dask_workspace run` against the workspace's scheduler.
  */
+import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import type * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
@@ -171,6 +172,17 @@ export function studyConfigMap(
   };
 }
 
+/**
+ * A pod-template annotation that changes with the study text. The Job only names the study's
+ * ConfigMap, so without it an edited study would update the ConfigMap and never run: with it, the
+ * Job's (immutable) template changes and `pulumi up` replaces the Job, which runs the new study.
+ */
+export function studyChecksum(job: JobConfig): Record<string, string> {
+  return {
+    "dask-workspace/study-sha256": createHash("sha256").update(job.studyText).digest("hex"),
+  };
+}
+
 function jobLabel(job: JobConfig): Record<string, string> {
   return { "dask-workspace/job": job.name };
 }
@@ -205,7 +217,7 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
       ttlSecondsAfterFinished: job.ttlSecondsAfterFinished,
       activeDeadlineSeconds: job.activeDeadlineSeconds,
       template: {
-        metadata: { labels: podLabels },
+        metadata: { labels: podLabels, annotations: studyChecksum(job) },
         spec: {
           restartPolicy: "Never",
           serviceAccountName: cfg.runner.serviceAccountName,
