@@ -57,7 +57,13 @@ class DaskCluster:
         return Client(self.address, set_as_default=False, timeout=30)
 
     def add_pod(
-        self, name: str, *, nworkers: int = 2, nthreads: int = 2, memory_limit: str = "1GiB"
+        self,
+        name: str,
+        *,
+        nworkers: int = 2,
+        nthreads: int = 2,
+        memory_limit: str = "1GiB",
+        env: dict[str, str] | None = None,
     ) -> None:
         assert self.log_dir is not None
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 -- closed with the process
@@ -80,7 +86,7 @@ class DaskCluster:
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=_env(),
+            env=_env(env),
             start_new_session=True,
         )
 
@@ -112,6 +118,7 @@ def start_cluster(
     pods: Sequence[tuple[str, int, int]] = (("pod", 2, 2),),
     memory_limit: str = "1GiB",
     scheduler_env: dict[str, str] | None = None,
+    worker_env: dict[str, str] | None = None,
 ) -> DaskCluster:
     """Starts ``dask scheduler`` and one ``dask worker`` per (name, nworkers, nthreads)."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -128,7 +135,13 @@ def start_cluster(
     cluster = DaskCluster(address=address, scheduler=scheduler, log_dir=log_dir)
     try:
         for name, nworkers, nthreads in pods:
-            cluster.add_pod(name, nworkers=nworkers, nthreads=nthreads, memory_limit=memory_limit)
+            cluster.add_pod(
+                name,
+                nworkers=nworkers,
+                nthreads=nthreads,
+                memory_limit=memory_limit,
+                env=worker_env,
+            )
         cluster.wait_for_workers(sum(n for _, n, _ in pods))
     except BaseException:
         cluster.stop()

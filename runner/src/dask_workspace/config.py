@@ -57,6 +57,8 @@ class RunnerSettings:
     no_workers_timeout: float
     stall_timeout: float
     connect_timeout: float
+    #: Seconds a worker may stay paused and idle before it is recycled; None: never.
+    paused_restart_after: float | None
     worker_selector: str
     kube_poll_interval: float
 
@@ -115,6 +117,12 @@ def _bytes(value: Any) -> int:
     return int(n)
 
 
+def _optional_seconds(value: Any) -> float | None:
+    if value is None or value is False or (isinstance(value, str) and value.lower() == "false"):
+        return None
+    return _seconds(value)
+
+
 def _selector(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or " " in value.strip():
         raise ValueError(f"must be a Kubernetes label selector such as a=b,c=d, got {value!r}")
@@ -153,6 +161,7 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "no_workers_timeout": ("no-workers-timeout", _seconds),
     "stall_timeout": ("stall-timeout", _seconds),
     "connect_timeout": ("connect-timeout", _seconds),
+    "paused_restart_after": ("paused-restart-after", _optional_seconds),
     "worker_selector": ("kubernetes.worker-selector", _selector),
     "kube_poll_interval": ("kubernetes.poll-interval", _seconds),
 }

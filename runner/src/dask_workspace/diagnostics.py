@@ -163,6 +163,16 @@ class RunStatsPlugin(SchedulerPlugin):
             "threads": self.scheduler.total_nthreads,
             "memory_limit": sum(ws.memory_limit or 0 for ws in workers),
             "workers_paused": sum(1 for ws in workers if ws.status.name == "paused"),
+            "paused": {
+                ws.address: {
+                    "name": str(ws.name),
+                    "executing": ws.metrics.get("task_counts", {}).get("executing", 0),
+                    "unmanaged": ws.memory.unmanaged,
+                    "limit": ws.memory_limit,
+                }
+                for ws in workers
+                if ws.status.name == "paused"
+            },
             "no_workers_for": None
             if self._no_workers_since is None
             else now - self._no_workers_since,

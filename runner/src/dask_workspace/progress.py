@@ -41,17 +41,19 @@ def format_progress(
     workers: int,
     threads: int,
     pod_oom_kills: int | None = None,
+    workers_paused: int = 0,
 ) -> str:
     """One progress line: groups done/total, in flight, rate, ETA, failures and worker trouble."""
     pct = 100.0 * done / total if total else 100.0
     eta = eta_seconds(remaining=total - done, rate_per_second=rate_per_second)
     rate_per_minute = rate_per_second * 60
     pods = "" if pod_oom_kills is None else f" | pod OOM kills {pod_oom_kills}"
+    paused = f" ({workers_paused} paused)" if workers_paused else ""
     return (
         f"[{study}] {done}/{total} groups ({pct:.0f}%) | in flight {inflight} (window {window}) | "
         f"{rate_per_minute:.1f} groups/min | ETA {format_duration(eta)} | failed {failed} | "
         f"worker deaths {worker_deaths} | memory restarts {memory_restarts}{pods} | "
-        f"{workers} workers, {threads} threads"
+        f"{workers} workers{paused}, {threads} threads"
     )
 
 
@@ -89,6 +91,8 @@ class RunSummary:
     task_seconds: float | None = None
     thread_seconds: float | None = None
     window_decreases: int = 0
+    #: Workers recycled by the runner's watchdog (paused and idle too long).
+    paused_restarts: int = 0
     parts_written: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 

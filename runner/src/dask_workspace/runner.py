@@ -66,6 +66,7 @@ from dask_workspace.tasks import (
     simulate_replicate,
     target_key,
 )
+from dask_workspace.watchdog import paused_idle_since, recycle_worker, stuck_workers
 from dask_workspace.window import Capacity, WindowController
 
 logger = logging.getLogger(__name__)
@@ -206,6 +207,8 @@ class StudyRunner:
         self.parts_written = 0
         self.stats: dict[str, Any] | None = None
         self._trouble_seen = 0
+        self._paused_since: dict[str, float] = {}
+        self.paused_restarts = 0
         self._plugin_name = f"dask-workspace-{study.token}-{store.run_id}"
         # Completion futures of every group in flight; groups are added as they are admitted.
         self._ac = as_completed(loop=client.loop, with_results=True, raise_errors=False)
@@ -427,7 +430,13 @@ class StudyRunner:
     def _check_health(self, stats: dict[str, Any] | None, now: float) -> None:
         if stats is None:
             return
-        trouble = stats["worker_deaths"] + stats["memory_restarts"] + self.pod_oom_kills
+        self._recycle_stuck_workers(stats, now)
+        trouble = (
+            stats["worker_deaths"]
+            + stats["memory_restarts"]
+            + self.pod_oom_kills
+            + self.paused_restarts
+        )
         if trouble > self._trouble_seen:
             new = trouble - self._trouble_seen
             self._trouble_seen = trouble
@@ -450,16 +459,47 @@ class StudyRunner:
                 f"{GUIDANCE}"
             )
         stalled_for = now - self._last_progress_group
-        if (
-            stalled_for > self.settings.stall_timeout
-            and self._trouble_seen > self._trouble_at_last_group
-        ):
-            raise ClusterError(
-                f"no group finished for {stalled_for:.0f}s while "
-                f"{self._trouble_seen - self._trouble_at_last_group} workers died or were "
-                f"restarted for memory: the groups need more memory than the workers have. "
-                f"{GUIDANCE}"
+        if stalled_for > self.settings.stall_timeout:
+            deaths = self._trouble_seen - self._trouble_at_last_group
+            paused = stats.get("workers_paused", 0)
+            if deaths:
+                raise ClusterError(
+                    f"no group finished for {stalled_for:.0f}s while {deaths} workers died or "
+                    "were restarted for memory: the groups need more memory than the workers "
+                    f"have. {GUIDANCE}"
+                )
+            if paused:
+                raise ClusterError(
+                    f"no group finished for {stalled_for:.0f}s and {paused} of "
+                    f"{stats['workers']} workers are paused (memory above the pause threshold). "
+                    "Enable the runner's recycling (workspace.runner.paused-restart-after) or "
+                    f"worker lifetimes (workers.lifetime). {GUIDANCE}"
+                )
+
+    def _recycle_stuck_workers(self, stats: dict[str, Any], now: float) -> None:
+        after = self.settings.paused_restart_after
+        if after is None:
+            return
+        self._paused_since = paused_idle_since(stats.get("paused", {}), self._paused_since, now=now)
+        for address in stuck_workers(self._paused_since, now=now, after=after):
+            info = stats["paused"][address]
+            logger.warning(
+                "worker %s (%s) has been paused and idle for %.0fs with %.0f MiB unmanaged "
+                "memory of a %.0f MiB limit: memory that spilling cannot free (a leak?). "
+                "Recycling it (retire, then restart). Consider workers.lifetime to recycle "
+                "workers regularly, or more memory per process.",
+                info["name"],
+                address,
+                now - self._paused_since[address],
+                info["unmanaged"] / 2**20,
+                (info["limit"] or 0) / 2**20,
             )
+            try:
+                self.client.run(recycle_worker, workers=[address], wait=False)
+                self.paused_restarts += 1
+            except Exception as exc:  # the worker may be gone already
+                logger.warning("could not recycle %s: %s", address, exc)
+            del self._paused_since[address]
 
     @property
     def pod_oom_kills(self) -> int:
@@ -486,6 +526,7 @@ class StudyRunner:
             workers=stats["workers"] if stats else 0,
             threads=stats["threads"] if stats else 0,
             pod_oom_kills=None if self.pod_watcher is None else self.pod_oom_kills,
+            workers_paused=stats.get("workers_paused", 0) if stats else 0,
         )
 
     # -- the loop ---------------------------------------------------------------------------
@@ -581,6 +622,19 @@ def _check_importable(client: Client, study: Study) -> None:
         ],
         source=study.source,
     )
+
+
+def _wait_for_any_worker(client: Client, *, timeout: float) -> bool:
+    """Waits for at least one worker in any state. (``Client.wait_for_workers`` counts only
+    running workers: a cluster whose workers are all paused would block it -- exactly the
+    situation the watchdog is there to repair.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        if client.scheduler_info(n_workers=-1)["workers"]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.5)
 
 
 def connect(address: str, *, timeout: float) -> Client:
@@ -685,13 +739,11 @@ def run_study(
     runner: StudyRunner | None = None
     status, message, code = "complete", "", EXIT_OK
     try:
-        try:
-            client.wait_for_workers(1, timeout=settings.no_workers_timeout)
-        except TimeoutError:
+        if not _wait_for_any_worker(client, timeout=settings.no_workers_timeout):
             raise ClusterError(
                 f"no worker joined the scheduler at {scheduler} within "
                 f"{settings.no_workers_timeout:.0f}s; check the worker pods."
-            ) from None
+            )
         _check_importable(client, study)
         pod_watcher = watcher_from_environment(
             selector=settings.worker_selector, interval=settings.kube_poll_interval
@@ -796,6 +848,7 @@ def run_study(
         thread_seconds=None if thread_seconds is None else round(thread_seconds, 3),
         window_decreases=runner.controller.decreases,
         parts_written=runner.parts_written,
+        paused_restarts=runner.paused_restarts,
         # Only on Kubernetes (the local launcher adds its own, from the pods' cgroups).
         extra={} if runner.pod_watcher is None else {"pod_oom_kills": runner.pod_oom_kills},
     )
