@@ -34,6 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from dask import delayed
 from distributed import Client, Future, as_completed
 
 from dask_workspace.config import RunnerSettings
@@ -219,63 +220,65 @@ class StudyRunner:
     # -- submission -------------------------------------------------------------------------
 
     def _submit_group(self, gid: int, *, attempt: int) -> None:
+        """Submits one group as one graph: R simulations, T targets, the outputs task.
+
+        One ``update-graph`` message per group (not one per task), and the runner receives
+        futures only for the targets and the outputs task: it never holds a simulation, and the
+        scheduler keeps each replicate only while a target or the outputs task still needs it.
+        """
         study = self.study
         params = study.groups[gid]
         token = study.token
         # Older groups first: their targets can run sooner, so their slot in the window frees
         # sooner. Dask runs higher priorities first.
         self._seq += 1
-        priority = -self._seq
         sims = [
-            self.client.submit(
-                simulate_replicate,
+            delayed(simulate_replicate, pure=True)(
                 study.model,
                 params,
                 study.seed_for(group_id=gid, replicate=r),
-                key=simulate_key(token=token, group_id=gid, replicate=r, attempt=attempt),
-                priority=priority,
+                dask_key_name=simulate_key(token=token, group_id=gid, replicate=r, attempt=attempt),
             )
             for r in range(study.replicates)
         ]
+        finals = [
+            delayed(evaluate_target, pure=True)(
+                ref,
+                name,
+                params,
+                *sims,
+                dask_key_name=target_key(
+                    token=token, group_id=gid, target_index=t, attempt=attempt
+                ),
+            )
+            for t, (name, ref) in enumerate(study.targets.items())
+        ]
+        if study.outputs:
+            finals.append(
+                delayed(collect_outputs, pure=True)(
+                    list(study.outputs),
+                    gid,
+                    params,
+                    study.parameter_types,
+                    *sims,
+                    dask_key_name=outputs_key(token=token, group_id=gid, attempt=attempt),
+                )
+            )
+        futures = self.client.compute(finals, optimize_graph=False, priority=-self._seq)
         group = _Group(
             gid=gid,
             params=params,
             attempt=attempt,
             seq=self._seq,
+            futures={f.key: f for f in futures},
+            pending=len(futures),
             trouble_at_admit=self._trouble_seen,
         )
-        for t, (name, ref) in enumerate(study.targets.items()):
-            fut = self.client.submit(
-                evaluate_target,
-                ref,
-                name,
-                params,
-                *sims,
-                key=target_key(token=token, group_id=gid, target_index=t, attempt=attempt),
-                priority=priority,
-            )
-            group.futures[fut.key] = fut
-        if study.outputs:
-            fut = self.client.submit(
-                collect_outputs,
-                list(study.outputs),
-                gid,
-                params,
-                study.parameter_types,
-                *sims,
-                key=outputs_key(token=token, group_id=gid, attempt=attempt),
-                priority=priority,
-            )
-            group.futures[fut.key] = fut
-        # The simulation futures go out of scope here: the scheduler keeps each replicate only
-        # while a target or the outputs task still needs it.
-        del sims
-        group.pending = len(group.futures)
         self.tasks_submitted += study.tasks_per_group
         self.inflight[gid] = group
         for key in group.futures:
             self.key_group[key] = gid
-        self._ac.update(group.futures.values())
+        self._ac.update(futures)
 
     def _release_barrier(self) -> None:
         """Makes sure the scheduler hears about released groups before new ones arrive.
@@ -576,6 +579,8 @@ class StudyRunner:
             if now >= next_progress:
                 logger.info("%s", self._progress_line(self.stats))
                 next_progress = now + self.settings.progress_interval
+        # The last word on progress, however short the run was.
+        logger.info("%s", self._progress_line(self._poll_stats()))
 
     def finish(self) -> None:
         """Persists the buffer and reads the final statistics (also after errors)."""
