@@ -13,7 +13,15 @@ import time
 import dask.config
 import pytest
 from click.testing import CliRunner
-from conftest import ROOT, _env, run_study_cli, runner_command, start_cluster, write_study
+from conftest import (
+    ROOT,
+    _env,
+    free_port,
+    run_study_cli,
+    runner_command,
+    start_cluster,
+    write_study,
+)
 
 from dask_workspace.cli import main
 from dask_workspace.results import read_results
@@ -188,3 +196,21 @@ def test_no_workers_exits_4_with_guidance(tmp_path):
         assert summary["groups_persisted"] == 0
     finally:
         scheduler_only.stop()
+
+
+def test_unreachable_scheduler_exits_4_quickly(tmp_path):
+    study = slow_study(tmp_path / "s.yaml", groups=1, median=0.0)
+    with dask.config.set({"workspace.runner.connect-timeout": "2s"}):
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                str(study),
+                "--scheduler",
+                f"tcp://127.0.0.1:{free_port()}",
+                "--results",
+                str(tmp_path / "res"),
+            ],
+        )
+    assert result.exit_code == 4, result.output
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:" in result.output

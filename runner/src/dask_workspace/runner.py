@@ -688,6 +688,34 @@ def _stop_on_signals(runner_ref: Callable[[], StudyRunner | None]) -> Iterator[N
             signal.signal(sig, h)
 
 
+def _summary_without_run(
+    *,
+    base: dict[str, Any],
+    resume: ResumeState,
+    settings: RunnerSettings,
+    started: float,
+    code: int,
+    status: str,
+    message: str,
+) -> RunSummary:
+    """The summary when nothing was executed (nothing left to do, or no usable cluster)."""
+    return RunSummary(
+        **base,
+        groups_persisted=len(resume.persisted),
+        groups_failed=len(resume.failed),
+        peak_inflight_groups=0,
+        tasks_submitted=0,
+        worker_deaths=0,
+        memory_restarts=0,
+        wall_seconds=round(time.monotonic() - started, 3),
+        utilization=None,
+        window=settings.window,
+        exit_code=code,
+        status=status,
+        message=message,
+    )
+
+
 def run_study(
     *,
     study: Study,
@@ -720,29 +748,36 @@ def run_study(
         )
     if len(resume.done) == total:
         code = EXIT_FAILED_GROUPS if resume.failed else EXIT_OK
-        summary = RunSummary(
-            **base,
-            groups_persisted=len(resume.persisted),
-            groups_failed=len(resume.failed),
-            peak_inflight_groups=0,
-            tasks_submitted=0,
-            worker_deaths=0,
-            memory_restarts=0,
-            wall_seconds=round(time.monotonic() - started, 3),
-            utilization=None,
-            window=settings.window,
-            exit_code=code,
+        summary = _summary_without_run(
+            base=base,
+            resume=resume,
+            settings=settings,
+            started=started,
+            code=code,
             status="complete" if code == EXIT_OK else "failed-groups",
             message="nothing to do: every group is already in the results",
-            tasks_computed=0,
         )
         logger.info("%s", summary.message)
         _write_summary(summary_path, summary)
         return summary
 
-    client = connect(scheduler, timeout=settings.connect_timeout)
     runner: StudyRunner | None = None
     status, message, code = "complete", "", EXIT_OK
+    try:
+        client = connect(scheduler, timeout=settings.connect_timeout)
+    except ClusterError as exc:
+        logger.error("%s", exc)
+        summary = _summary_without_run(
+            base=base,
+            resume=resume,
+            settings=settings,
+            started=started,
+            code=EXIT_CLUSTER,
+            status="cluster-dying",
+            message=str(exc),
+        )
+        _write_summary(summary_path, summary)
+        return summary
     try:
         if not _wait_for_any_worker(client, timeout=settings.no_workers_timeout):
             raise ClusterError(
@@ -795,18 +830,12 @@ def run_study(
             client.close(timeout=10)
 
     if runner is None:
-        summary = RunSummary(
-            **base,
-            groups_persisted=len(resume.persisted),
-            groups_failed=len(resume.failed),
-            peak_inflight_groups=0,
-            tasks_submitted=0,
-            worker_deaths=0,
-            memory_restarts=0,
-            wall_seconds=round(time.monotonic() - started, 3),
-            utilization=None,
-            window=settings.window,
-            exit_code=code,
+        summary = _summary_without_run(
+            base=base,
+            resume=resume,
+            settings=settings,
+            started=started,
+            code=code,
             status=status,
             message=message,
         )
