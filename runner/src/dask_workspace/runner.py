@@ -9,11 +9,11 @@ Window mode, in short::
             buffer the group for the next part file, drop every future of the group
             (the cluster frees the group's results), admit the next group at once
 
-Memory stays bounded by the window, not by the study: the runner never holds a simulation
-future (it drops them as soon as the group's targets are submitted; the scheduler keeps a
-replicate only while a target still needs it), never gathers a replicate's raw result (kept
-outputs are reduced to Arrow tables on the workers by one task per group and gathered once), and
-keeps no reference to a finished group.
+Memory stays bounded by the window, not by the study: each group goes to the scheduler as one
+graph and the runner gets futures only for its targets and outputs task, so it never holds a
+simulation (the scheduler keeps a replicate only while a target still needs it); it never
+gathers a replicate's raw result (kept outputs are reduced to Arrow tables on the workers by one
+task per group and gathered once); and it releases a finished group's futures at once.
 """
 
 from __future__ import annotations
@@ -147,6 +147,15 @@ def _capacity(client: Client) -> Capacity:
     )
 
 
+def _first_line(text: str) -> str:
+    return (text.strip().splitlines() or [""])[0][:300]
+
+
+def _last_line(text: str) -> str:
+    """The end of a traceback is the exception: the line worth logging."""
+    return (text.strip().splitlines() or [""])[-1][:300]
+
+
 def _describe_exception(exc: BaseException, key: str) -> Failure:
     task_key = getattr(exc, "task", None) or key
     stage = key_stage(str(task_key)) if isinstance(task_key, str) else "cluster"
@@ -165,7 +174,6 @@ class StudyRunner:
         store: ResultStore,
         resume: ResumeState,
         settings: RunnerSettings,
-        results_uri: str,
         pod_watcher: PodOomWatcher | None = None,
     ) -> None:
         self.client = client
@@ -174,7 +182,6 @@ class StudyRunner:
         self.store = store
         self.resume = resume
         self.settings = settings
-        self.results_uri = results_uri
         self.pending: deque[int] = deque(
             g for g in range(len(study.groups)) if g not in resume.done
         )
@@ -193,7 +200,6 @@ class StudyRunner:
         self.buffer = _Buffer()
         self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="results-flush")
         self._flush_future: ThreadFuture[Any] | None = None
-        self._flush_size = 0
         self._seq = 0
         self._released = False
         self.stop_signal: int | None = None
@@ -360,7 +366,7 @@ class StudyRunner:
                     "group %d lost to the cluster (%s); submitting it again with new keys "
                     "(attempt %d of %d)",
                     group.gid,
-                    group.cluster_error.error.splitlines()[0][:300],
+                    _first_line(group.cluster_error.error),
                     group.attempt + 2,
                     self.settings.group_retries + 1,
                 )
@@ -387,7 +393,7 @@ class StudyRunner:
                 group.gid,
                 group.failure.stage,
                 group.failure.task,
-                group.failure.error.strip().splitlines()[-1][:300],
+                _last_line(group.failure.error),
             )
         elif group.trouble_at_admit == self._trouble_seen:
             self.controller.on_clean_group()
@@ -794,7 +800,6 @@ def run_study(
             store=store,
             resume=resume,
             settings=settings,
-            results_uri=results,
             pod_watcher=pod_watcher.start() if pod_watcher is not None else None,
         )
         with _stop_on_signals(lambda: runner):
