@@ -174,3 +174,10 @@ def test_example_sir_grid_study_parses():
     assert s.outputs == ("prevalence",)
     assert s.groups[0] == {"beta": 0.1, "gamma": 0.05}
     assert s.groups[-1] == {"beta": 0.5, "gamma": 0.1}
+
+
+def test_example_lognormal_study_parses():
+    s = load_study(ROOT / "examples/studies/lognormal.yaml")
+    assert len(s.groups) == 60 and s.replicates == 8 and len(s.targets) == 2
+    assert [g["x"] for g in s.groups] == [float(x) for x in range(60)]
+    assert s.tasks_per_group == 10
