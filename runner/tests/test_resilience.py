@@ -110,6 +110,8 @@ def test_worker_sigkill_mid_run_loses_nothing(own_cluster, tmp_path):
     s = json.loads(summary.read_text())
     assert s["groups_persisted"] == groups
     assert s["worker_deaths"] >= 1
+    assert s["window_decreases"] >= 1  # AIMD: the death halved the window (3 -> 1)
+    assert "window 3 -> 1 groups" in err
     assert_exactly_once(uri, groups, 4)
 
 
