@@ -3,9 +3,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
-if [[ ! -d node_modules || package-lock.json -nt node_modules/.package-lock.json ]]; then
-  npm ci --no-audit --no-fund
-fi
+bash scripts/ensure-node.sh
 bash scripts/ensure-venv.sh
 echo "== typecheck"
 npx tsc --noEmit

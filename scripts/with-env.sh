@@ -3,9 +3,7 @@
 # from the Python lockfile, each installed on first use (or when its lockfile changed).
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
-if [[ ! -d "$ROOT/node_modules" || "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]]; then
-  (cd "$ROOT" && npm ci --no-audit --no-fund >&2)
-fi
+bash "$ROOT/scripts/ensure-node.sh"
 bash "$ROOT/scripts/ensure-venv.sh"
 export PATH="$ROOT/node_modules/.bin:$PATH"
 exec "$@"
