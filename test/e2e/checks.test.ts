@@ -2,11 +2,14 @@ import { describe, expect, it } from "vitest";
 import {
   checkChanges,
   checkCreates,
+  checkReady,
+  podReadiness,
+  type Pod,
   countByType,
   parseRule,
   parseUrn,
   type PreviewDigest,
-} from "./preview-check.js";
+} from "./checks.js";
 
 const STACK = "urn:pulumi:local::dask-workspace";
 const WORKSPACE = "dask-workspace:index:DaskWorkspace";
@@ -168,5 +171,63 @@ describe("checkCreates", () => {
       "not a create on an empty stack: update kubernetes:apps/v1:Deployment dask-workers",
     ]);
     expect(checkCreates({ steps: [] }).problems).toEqual(["the preview creates nothing"]);
+  });
+});
+
+describe("podReadiness and checkReady", () => {
+  const pod = (
+    name: string,
+    component: string | undefined,
+    ready: boolean,
+    phase = "Running",
+  ): Pod => ({
+    metadata: {
+      name,
+      ...(component === undefined ? {} : { labels: { "app.kubernetes.io/component": component } }),
+    },
+    status: { phase, conditions: [{ type: "Ready", status: ready ? "True" : "False" }] },
+  });
+
+  it("groups pods by component and counts the Ready and finished ones", () => {
+    const pods = podReadiness([
+      pod("w1", "worker", true),
+      pod("w2", "worker", false, "Pending"),
+      pod("s1", "scheduler", true),
+      pod("j1", "runner", false, "Succeeded"),
+      pod("x", undefined, true),
+    ]);
+    expect(pods).toEqual([
+      { component: "<none>", total: 1, ready: 1, succeeded: 0 },
+      { component: "runner", total: 1, ready: 0, succeeded: 1 },
+      { component: "scheduler", total: 1, ready: 1, succeeded: 0 },
+      { component: "worker", total: 2, ready: 1, succeeded: 0 },
+    ]);
+  });
+
+  it("leaves out pods that are being deleted", () => {
+    const leaving: Pod = {
+      ...pod("old", "worker", true),
+      metadata: {
+        name: "old",
+        labels: { "app.kubernetes.io/component": "worker" },
+        deletionTimestamp: "2026-11-22T00:00:00Z",
+      },
+    };
+    expect(podReadiness([leaving, pod("new", "worker", true)])).toEqual([
+      { component: "worker", total: 1, ready: 1, succeeded: 0 },
+    ]);
+  });
+
+  it("passes when each component has exactly the expected Ready pods", () => {
+    const pods = podReadiness([pod("w1", "worker", true), pod("w2", "worker", true)]);
+    expect(checkReady(pods, { worker: 2 })).toEqual([]);
+  });
+
+  it("names the component and the counts when pods are missing or not Ready", () => {
+    const pods = podReadiness([pod("w1", "worker", true), pod("w2", "worker", false)]);
+    expect(checkReady(pods, { worker: 2, scheduler: 1 })).toEqual([
+      "expected 2 Ready worker pod(s), found 1 Ready of 2",
+      "expected 1 Ready scheduler pod(s), found 0 Ready of 0",
+    ]);
   });
 });

@@ -3,9 +3,10 @@
  * and checks it against what the e2e run expects. Pure functions, plus a small CLI used by
  * test/e2e/run.sh:
  *
- *   tsx test/e2e/preview-check.ts changes <preview.json> [--require RULE]... [--allow RULE]...
- *   tsx test/e2e/preview-check.ts creates <preview.json>
- *   tsx test/e2e/preview-check.ts counts <stack-export.json>
+ *   tsx test/e2e/checks.ts changes <preview.json> [--require RULE]... [--allow RULE]...
+ *   tsx test/e2e/checks.ts creates <preview.json>
+ *   tsx test/e2e/checks.ts counts <stack-export.json>
+ *   tsx test/e2e/checks.ts pods <pod-list.json> [--ready COMPONENT=N]...
  *
  * A RULE is `TYPE_TOKEN@NAME_PART=OP[,OP...]`, e.g. `kubernetes:apps/v1:Deployment@worker=update`:
  * the step's resource type must equal TYPE_TOKEN, its logical name must contain NAME_PART and its
@@ -171,6 +172,56 @@ export function countByType(exported: StackExport): Array<[string, number]> {
   return [...counts.entries()].sort(([a], [b]) => a.localeCompare(b));
 }
 
+/** A Pod as the API server returns it (only what the readiness check reads). */
+export interface Pod {
+  metadata: { name: string; labels?: Record<string, string>; deletionTimestamp?: string };
+  status?: { phase?: string; conditions?: Array<{ type: string; status: string }> };
+}
+
+/** Pods per `app.kubernetes.io/component` label: how many exist and how many are Ready. */
+export interface ComponentPods {
+  component: string;
+  total: number;
+  ready: number;
+  /** Pods that finished (Job pods): phase Succeeded. */
+  succeeded: number;
+}
+
+/**
+ * Groups pods by component (`<none>` without the label), sorted by component. Pods already being
+ * deleted (a rolling update's old ones) are left out: they are on their way out.
+ */
+export function podReadiness(pods: Pod[]): ComponentPods[] {
+  const byComponent = new Map<string, ComponentPods>();
+  for (const pod of pods) {
+    if (pod.metadata.deletionTimestamp !== undefined) continue;
+    const component = pod.metadata.labels?.["app.kubernetes.io/component"] ?? "<none>";
+    const entry = byComponent.get(component) ?? { component, total: 0, ready: 0, succeeded: 0 };
+    entry.total += 1;
+    const ready = (pod.status?.conditions ?? []).some(
+      (c) => c.type === "Ready" && c.status === "True",
+    );
+    if (ready) entry.ready += 1;
+    if (pod.status?.phase === "Succeeded") entry.succeeded += 1;
+    byComponent.set(component, entry);
+  }
+  return [...byComponent.values()].sort((a, b) => a.component.localeCompare(b.component));
+}
+
+/** Checks `COMPONENT=N` expectations: exactly N pods of that component, all of them Ready. */
+export function checkReady(pods: ComponentPods[], expected: Record<string, number>): string[] {
+  const problems: string[] = [];
+  for (const [component, want] of Object.entries(expected)) {
+    const got = pods.find((p) => p.component === component);
+    if (got === undefined || got.total !== want || got.ready !== want) {
+      problems.push(
+        `expected ${want} Ready ${component} pod(s), found ${got?.ready ?? 0} Ready of ${got?.total ?? 0}`,
+      );
+    }
+  }
+  return problems;
+}
+
 function readJson<T>(path: string): T {
   return JSON.parse(readFileSync(path, "utf8")) as T;
 }
@@ -184,12 +235,33 @@ function main(argv: string[]): number {
     for (const [type, n] of counts) console.log(`  ${String(n).padStart(3)}  ${type}`);
     return total > 0 ? 0 : 1;
   }
+  if (command === "pods" && file) {
+    const expected: Record<string, number> = {};
+    for (let i = 0; i < rest.length; i += 2) {
+      const match = rest[i] === "--ready" ? /^([\w-]+)=(\d+)$/.exec(rest[i + 1] ?? "") : null;
+      if (!match) {
+        console.error(
+          `checks: expected --ready COMPONENT=N, got "${rest[i]} ${rest[i + 1] ?? ""}"`,
+        );
+        return 2;
+      }
+      expected[match[1]] = Number(match[2]);
+    }
+    const pods = podReadiness(readJson<{ items: Pod[] }>(file).items);
+    console.log("pods by component (ready/total, succeeded):");
+    for (const p of pods) {
+      console.log(`  ${p.component.padEnd(12)} ${p.ready}/${p.total}, ${p.succeeded} succeeded`);
+    }
+    const problems = checkReady(pods, expected);
+    for (const problem of problems) console.error(`checks: ${problem}`);
+    return problems.length === 0 ? 0 : 1;
+  }
   if (command === "creates" && file) {
     const report = checkCreates(readJson<PreviewDigest>(file));
     const total = report.byType.reduce((sum, [, n]) => sum + n, 0);
     console.log(`preview creates: ${total}`);
     for (const [type, n] of report.byType) console.log(`  ${String(n).padStart(3)}  ${type}`);
-    for (const problem of report.problems) console.error(`preview-check: ${problem}`);
+    for (const problem of report.problems) console.error(`checks: ${problem}`);
     return report.ok ? 0 : 1;
   }
   if (command === "changes" && file) {
@@ -199,7 +271,7 @@ function main(argv: string[]): number {
       const flag = rest[i];
       const value = rest[i + 1];
       if ((flag !== "--require" && flag !== "--allow") || value === undefined) {
-        console.error(`preview-check: expected --require RULE or --allow RULE, got "${flag}"`);
+        console.error(`checks: expected --require RULE or --allow RULE, got "${flag}"`);
         return 2;
       }
       (flag === "--require" ? required : allowed).push(parseRule(value));
@@ -207,13 +279,14 @@ function main(argv: string[]): number {
     const report = checkChanges(readJson<PreviewDigest>(file), required, allowed);
     console.log(`preview changes: ${report.changes.length}`);
     for (const change of report.changes) console.log(`  ${describe(change)}`);
-    for (const problem of report.problems) console.error(`preview-check: ${problem}`);
+    for (const problem of report.problems) console.error(`checks: ${problem}`);
     return report.ok ? 0 : 1;
   }
   console.error(
-    "usage: preview-check.ts changes <preview.json> [--require RULE]... [--allow RULE]...\n" +
-      "       preview-check.ts creates <preview.json>\n" +
-      "       preview-check.ts counts <stack-export.json>",
+    "usage: checks.ts changes <preview.json> [--require RULE]... [--allow RULE]...\n" +
+      "       checks.ts creates <preview.json>\n" +
+      "       checks.ts pods <pod-list.json> [--ready COMPONENT=N]...\n" +
+      "       checks.ts counts <stack-export.json>",
   );
   return 2;
 }
@@ -222,7 +295,7 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
   try {
     process.exitCode = main(process.argv.slice(2));
   } catch (error) {
-    console.error(`preview-check: ${(error as Error).message}`);
+    console.error(`checks: ${(error as Error).message}`);
     process.exitCode = 2;
   }
 }

@@ -203,14 +203,17 @@ start kube-controller-manager "$BIN/kube-controller-manager" \
   --use-service-account-credentials=false \
   --service-cluster-ip-range "$SERVICE_CIDR"
 # kube-scheduler binds pods to the kwok nodes; kwok plays their kubelets, so pods become Running and
-# Ready and `pulumi up` awaits real Deployment rollouts and Service endpoints.
+# Ready and `pulumi up` awaits real Deployment rollouts and Service endpoints. kwok also renews the
+# nodes' Leases: without them the node lifecycle controller declares the nodes NotReady after its
+# grace period and marks every pod on them unready (seen here: a rollout that never completes).
 start kube-scheduler "$BIN/kube-scheduler" \
   --kubeconfig "$KUBECONFIG" --authentication-kubeconfig "$KUBECONFIG" \
   --authorization-kubeconfig "$KUBECONFIG" \
   --bind-address 127.0.0.1 --secure-port 0 --leader-elect=false
 start kwok "$BIN/kwok" --kubeconfig "$KUBECONFIG" --config "$CACHE/share/kwok-stages.yaml" \
   --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
-  --cidr 10.244.0.0/16 --node-ip 10.0.0.2 --server-address "127.0.0.1:$KWOK_PORT"
+  --cidr 10.244.0.0/16 --node-ip 10.0.0.2 --server-address "127.0.0.1:$KWOK_PORT" \
+  --node-lease-duration-seconds 40
 # Two simulated nodes, big enough for the local stack's pods.
 for n in 0 1; do
   api POST /api/v1/nodes "$(
@@ -286,19 +289,31 @@ step() {
 
 step "pulumi stack init $STACK" pulumi stack init "$STACK" --non-interactive
 pulumi config --show-secrets=false
+NAMESPACE="$(pulumi config get namespace)"
+REPLICAS="$(pulumi config get --path workers.replicas)"
+
+# preview_json FILE: `pulumi preview --json` into FILE (the engine's own machine-readable plan).
+preview_json() { pulumi preview "${ENGINE_FLAGS[@]}" --json >"$1"; }
+
+# expect_pods COMPONENT=N...: the live pods of the workspace, Ready as kwok reports them.
+expect_pods() {
+  local args=() c
+  for c in "$@"; do args+=(--ready "$c"); done
+  api GET "/api/v1/namespaces/$NAMESPACE/pods" >"$WORK/pods.json"
+  "$TSX" "$HERE/checks.ts" pods "$WORK/pods.json" "${args[@]}"
+}
 
 step "pulumi preview (server-side dry run against the empty cluster)" \
-  pulumi preview "${ENGINE_FLAGS[@]}" --diff
-step "pulumi preview --json (what the first up will create)" \
-  bash -c 'pulumi preview "$@" --json > "'"$WORK"'/preview-create.json"' _ "${ENGINE_FLAGS[@]}"
-"$TSX" "$HERE/preview-check.ts" creates "$WORK/preview-create.json"
+  preview_json "$WORK/preview-create.json"
+"$TSX" "$HERE/checks.ts" creates "$WORK/preview-create.json"
 
 step "pulumi up --yes" pulumi up --yes "${ENGINE_FLAGS[@]}"
 pulumi stack export >"$WORK/stack-after-up.json"
-"$TSX" "$HERE/preview-check.ts" counts "$WORK/stack-after-up.json"
+"$TSX" "$HERE/checks.ts" counts "$WORK/stack-after-up.json"
+expect_pods "worker=$REPLICAS" scheduler=1
 
 step "pulumi preview --expect-no-changes (no perpetual diff)" \
-  pulumi preview --expect-no-changes "${ENGINE_FLAGS[@]}" --diff
+  pulumi preview --expect-no-changes --diff "${ENGINE_FLAGS[@]}"
 
 # --- config edit: workers.nprocs ----------------------------------------------------------------
 OLD_NPROCS="$(pulumi config get --path workers.nprocs 2>/dev/null || true)"
@@ -309,24 +324,76 @@ if [[ -z "$NEW_NPROCS" ]]; then
 fi
 say "config edit: workers.nprocs ${OLD_NPROCS:-<default>} -> $NEW_NPROCS"
 pulumi config set --path workers.nprocs "$NEW_NPROCS"
-pulumi config get --path workers
 
-step "pulumi preview --json after the edit" \
-  bash -c 'pulumi preview "$@" --json > "'"$WORK"'/preview-edit.json"' _ "${ENGINE_FLAGS[@]}"
-# Exactly the worker Deployment changes in place (its `dask worker --nworkers` command); the Dask
-# config ConfigMap may change with it; nothing else may.
-"$TSX" "$HERE/preview-check.ts" changes "$WORK/preview-edit.json" \
+step "pulumi preview after the nprocs edit" preview_json "$WORK/preview-nprocs.json"
+# Exactly the worker Deployment changes, in place (its `dask worker` command: --nworkers and the
+# per-process --memory-limit); the Dask config ConfigMap may change with it; nothing else may.
+"$TSX" "$HERE/checks.ts" changes "$WORK/preview-nprocs.json" \
   --require "kubernetes:apps/v1:Deployment@worker=update" \
   --allow "kubernetes:core/v1:ConfigMap@config=update,replace,create-replacement,delete-replaced"
 
-step "pulumi up --yes (the edit)" pulumi up --yes "${ENGINE_FLAGS[@]}" --diff
-step "pulumi preview --expect-no-changes (after the edit)" \
-  pulumi preview --expect-no-changes "${ENGINE_FLAGS[@]}"
+step "pulumi up --yes (the nprocs edit: a real rolling update)" pulumi up --yes "${ENGINE_FLAGS[@]}"
+expect_pods "worker=$REPLICAS" scheduler=1
+step "pulumi preview --expect-no-changes (after the nprocs edit)" \
+  pulumi preview --expect-no-changes --diff "${ENGINE_FLAGS[@]}"
+
+# --- config edit: autoscaling on, with minReplicas above workers.replicas ---------------------
+# The HPA controller then scales the worker Deployment to minReplicas. If the program still set
+# `replicas`, Pulumi and the HPA would fight over it and the next preview would show a diff.
+MIN_REPLICAS=$((REPLICAS + 1))
+say "config edit: autoscaling.enabled true, minReplicas $MIN_REPLICAS, maxReplicas $((REPLICAS + 3))"
+pulumi config set --path autoscaling.enabled true
+pulumi config set --path autoscaling.minReplicas "$MIN_REPLICAS"
+pulumi config set --path autoscaling.maxReplicas "$((REPLICAS + 3))"
+
+step "pulumi preview after enabling autoscaling" preview_json "$WORK/preview-hpa.json"
+"$TSX" "$HERE/checks.ts" changes "$WORK/preview-hpa.json" \
+  --require "kubernetes:autoscaling/v2:HorizontalPodAutoscaler@worker=create" \
+  --require "kubernetes:apps/v1:Deployment@worker=update"
+step "pulumi up --yes (autoscaling on)" pulumi up --yes "${ENGINE_FLAGS[@]}"
+
+say "waiting for the HPA controller to scale the workers to $MIN_REPLICAS"
+pulumi stack export >"$WORK/stack-after-hpa.json"
+WORKER_DEPLOYMENT="$(node -e '
+  const r = require(process.argv[1]).deployment.resources.find(
+    (r) => r.type === "kubernetes:apps/v1:Deployment" && r.urn.includes("worker"));
+  console.log(r.outputs.metadata.name);' "$WORK/stack-after-hpa.json")"
+deployment_replicas() {
+  api GET "/apis/apps/v1/namespaces/$NAMESPACE/deployments/$WORKER_DEPLOYMENT" | node -e '
+    let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+      const d = JSON.parse(s);
+      console.log(`${d.spec.replicas} ${d.status.readyReplicas ?? 0}`);
+    });'
+}
+HPA_T0=$(date +%s)
+for _ in $(seq 1 90); do
+  alive kube-controller-manager
+  [[ "$(deployment_replicas)" == "$MIN_REPLICAS $MIN_REPLICAS" ]] && break
+  sleep 1
+done
+[[ "$(deployment_replicas)" == "$MIN_REPLICAS $MIN_REPLICAS" ]] ||
+  fail "the HPA did not scale $WORKER_DEPLOYMENT to $MIN_REPLICAS ready replicas (now: $(deployment_replicas))"
+echo "$WORKER_DEPLOYMENT: $MIN_REPLICAS replicas, all Ready, $(($(date +%s) - HPA_T0))s after the up"
+expect_pods "worker=$MIN_REPLICAS" scheduler=1
+# How the replica count moved: dropping `replicas` from the applied manifest releases Pulumi's
+# server-side-apply ownership, and the field falls back to its default before the HPA sets it.
+echo "scaling events of $WORKER_DEPLOYMENT:"
+api GET "/api/v1/namespaces/$NAMESPACE/events?fieldSelector=involvedObject.name%3D$WORKER_DEPLOYMENT" | node -e '
+  let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+    for (const e of JSON.parse(s).items.filter((e) => e.reason === "ScalingReplicaSet"))
+      console.log(`  ${e.lastTimestamp ?? e.eventTime}  ${e.message}`);
+  });'
+step "pulumi preview --expect-no-changes (the HPA owns replicas)" \
+  pulumi preview --expect-no-changes --diff "${ENGINE_FLAGS[@]}"
 
 step "pulumi destroy --yes" pulumi destroy --yes "${ENGINE_FLAGS[@]}"
 pulumi stack export >"$WORK/stack-after-destroy.json"
 REMAINING="$(node -e 'const d = require(process.argv[1]).deployment; console.log((d.resources ?? []).length)' "$WORK/stack-after-destroy.json")"
 [[ "$REMAINING" == 0 ]] || fail "$REMAINING resources left in the stack after destroy"
+if api GET "/api/v1/namespaces/$NAMESPACE" >/dev/null 2>&1; then
+  fail "namespace $NAMESPACE still exists after destroy"
+fi
+echo "stack empty; namespace $NAMESPACE gone from the cluster"
 
 say "summary"
 echo "$PULUMI_VERSION_OUT (CLI), kube-apiserver $KUBE_SERVER_VERSION, kwok nodes"

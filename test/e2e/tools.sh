@@ -56,17 +56,6 @@ stamp_ok() {
   for b in "$@"; do [[ -x "$BIN/$b" ]] || return 1; done
 }
 
-# timed NAME CMD...: runs a build step, appends its wall time to logs/build-times.log.
-timed() {
-  local name="$1" start end
-  shift
-  start=$(date +%s)
-  "$@"
-  end=$(date +%s)
-  echo "$(date -u +%FT%TZ) $name $((end - start))s" >>"$LOGS/build-times.log"
-  log "$name built in $((end - start))s"
-}
-
 write_stamp() { mkdir -p "$STAMPS" && echo "$2" >"$STAMPS/$1"; }
 
 # --- Pulumi CLI -------------------------------------------------------------------------------
@@ -98,10 +87,10 @@ EOF
 # --- Kubernetes control plane -----------------------------------------------------------------
 # k8s.io/kubernetes replaces its k8s.io/* staging modules with ./staging/src/...; here each one
 # points at its published v0.X.Y twin. The list comes from the module's own go.mod.
-kube_stamp() { echo "kubernetes=$KUBE_VERSION $(go_version)"; }
+kube_stamp() { echo "kubernetes=$KUBE_VERSION recipe=2 $(go_version)"; }
 build_kube() {
   local dir="$BUILD/kube" minor="${KUBE_VERSION#*.}"
-  local staging_version="0.${minor}" mod
+  local staging_version="0.${minor}" mod etcd_version ldflags
   mkdir -p "$dir"
   (
     cd "$dir"
@@ -116,12 +105,21 @@ build_kube() {
       printf ')\n'
     } >go.mod
     rm -f go.sum
+    # etcd at the version Kubernetes itself pins (go.etcd.io/etcd/server/v3 is the etcd program).
+    etcd_version="$(sed -n -E 's#^\s*go\.etcd\.io/etcd/server/v3 (v[0-9.]+).*#\1#p' "$mod")"
     go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$KUBE_VERSION" \
       "k8s.io/kubernetes/cmd/kube-controller-manager@v$KUBE_VERSION" \
-      "k8s.io/kubernetes/cmd/kube-scheduler@v$KUBE_VERSION"
-    # etcd at the version Kubernetes pins (go.etcd.io/etcd/server/v3 is itself the etcd program).
-    go get -tool go.etcd.io/etcd/server/v3
-    go build -trimpath -ldflags "-s -w" -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver \
+      "k8s.io/kubernetes/cmd/kube-scheduler@v$KUBE_VERSION" \
+      "go.etcd.io/etcd/server/v3@$etcd_version"
+    # The version stamps that Kubernetes' own build (hack/lib/version.sh) sets: /version reports
+    # v1.36.3 instead of v0.0.0-master, and clients such as the Pulumi provider read it.
+    ldflags="-s -w"
+    local pkg
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ldflags+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=${KUBE_VERSION%%.*}"
+      ldflags+=" -X $pkg.gitMinor=${minor%%.*} -X $pkg.gitTreeState=clean"
+    done
+    go build -trimpath -ldflags "$ldflags" -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver \
       k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
     go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
   )
@@ -228,7 +226,12 @@ main() {
       continue
     fi
     log "building $name ($want); log: $LOGS/$name.log"
-    if timed "$name" "$fn" >"$LOGS/$name.log" 2>&1; then
+    local t0 secs
+    t0=$(date +%s)
+    if "$fn" >"$LOGS/$name.log" 2>&1; then
+      secs=$(($(date +%s) - t0))
+      echo "$(date -u +%FT%TZ) $name $secs s ($want)" >>"$LOGS/build-times.log"
+      log "built $name in ${secs}s"
       write_stamp "$name" "$want"
     else
       log "building $name failed; the end of $LOGS/$name.log:"
