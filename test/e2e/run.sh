@@ -28,9 +28,7 @@ fail() {
 }
 
 # --- tools ------------------------------------------------------------------------------------
-if [[ ! -d "$ROOT/node_modules" || "$ROOT/package-lock.json" -nt "$ROOT/node_modules/.package-lock.json" ]]; then
-  (cd "$ROOT" && npm ci --no-audit --no-fund >&2)
-fi
+bash "$ROOT/scripts/ensure-node.sh"
 say "tools"
 bash "$HERE/tools.sh" || fail "the e2e tools are not ready (see above; docs/e2e.md explains each one)"
 eval "$(bash "$HERE/tools.sh" --env)"

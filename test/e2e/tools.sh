@@ -2,7 +2,9 @@
 # Provides the tools for `npm run test:e2e`, cached outside the repository.
 #
 #   bash test/e2e/tools.sh           build or find every tool; rebuild only what a pin changed
-#   bash test/e2e/tools.sh --check   exit 0 when every tool is ready, 1 otherwise; builds nothing
+#   bash test/e2e/tools.sh --check   builds nothing; exit 0 when every tool is ready, 1 when only
+#                                    tools that this script builds are missing (or stale), 2 when a
+#                                    tool it cannot build is missing (or Go is)
 #   bash test/e2e/tools.sh --env     print `export` lines (PATH, PULUMI_HOME) for the cached tools
 #
 # Built with the Go toolchain from the Go module proxy (our machines reach no other download host):
@@ -205,7 +207,7 @@ main() {
   fi
   if ! command -v go >/dev/null 2>&1; then
     log "the Go toolchain is needed to build the e2e tools (go1.26 or newer on PATH)."
-    return 1
+    return 2
   fi
   local ready=0
   local -a steps=(
@@ -239,7 +241,8 @@ main() {
       ready=1
     fi
   done
-  ensure_plugins || ready=1
+  # A missing plugin outranks a missing build: no build here can provide it.
+  ensure_plugins || ready=2
   if [[ "$ready" == 0 ]]; then
     log "ready in $BIN (pulumi v$PULUMI_VERSION, kubernetes provider for @pulumi/kubernetes $K8S_PROVIDER_VERSION, kube v$KUBE_VERSION, kwok v$KWOK_VERSION)"
   fi
