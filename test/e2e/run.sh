@@ -3,9 +3,10 @@
 # stack. Everything listens on 127.0.0.1 only and lives in one temporary directory; the control
 # plane is torn down on every exit path.
 #
-#   preview (server-side dry run) → up → preview --expect-no-changes → config edit of
-#   workers.nprocs → preview (exactly the expected change) → up → preview --expect-no-changes →
-#   destroy
+#   preview (server-side dry run) → up (rollouts awaited on kwok nodes) → preview
+#   --expect-no-changes → edit workers.nprocs → preview (exactly the expected change) → up →
+#   preview --expect-no-changes → enable autoscaling → preview → up → the HPA scales the workers →
+#   preview --expect-no-changes → destroy
 #
 # Tools come from test/e2e/tools.sh (built once from the Go module proxy, cached under
 # ~/.cache/dask-workspace/). See docs/e2e.md.
