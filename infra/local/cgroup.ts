@@ -413,14 +413,20 @@ export async function removeCgroup(cg: Cgroup, timeoutMs = 10_000): Promise<void
   }
 }
 
-/** True when a process with this pid exists (signal 0 probes without sending anything). */
+/**
+ * True when a process with this pid is alive (signal 0 probes without sending anything). A zombie
+ * (dead, not yet reaped by its parent) counts as dead.
+ */
 export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0);
-    return true;
   } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    if ((err as NodeJS.ErrnoException).code !== "EPERM") return false;
   }
+  const stat = readMaybe(`/proc/${pid}/stat`);
+  if (stat === undefined) return true; // no /proc: trust the signal probe
+  const state = stat.slice(stat.lastIndexOf(")") + 2).split(" ")[0];
+  return state !== "Z" && state !== "X";
 }
 
 /** Removes run cgroups left by launchers that died without tearing down (e.g. SIGKILL). */
