@@ -261,6 +261,11 @@ export class ManagedProcess {
     // nanny died): SIGKILL the group either way.
     this.signalGroup("SIGKILL");
     if (timedOut) await this.exited;
+    // SIGKILL is asynchronous: wait until no member of the group is left (zombies do not count).
+    for (let i = 0; i < 200 && processGroupPids(this.pid).length > 0; i++) {
+      this.signalGroup("SIGKILL");
+      await sleep(10);
+    }
     return this.exited;
   }
 }
@@ -627,7 +632,7 @@ function canConnect(host: string, port: number): Promise<boolean> {
   });
 }
 
-/** Pids whose process group is `pgid` (from /proc; used when there are no cgroups). */
+/** Live pids whose process group is `pgid` (from /proc). */
 export function processGroupPids(pgid: number): number[] {
   const out: number[] = [];
   for (const entry of fs.readdirSync("/proc")) {
@@ -636,7 +641,10 @@ export function processGroupPids(pgid: number): number[] {
       const stat = fs.readFileSync(`/proc/${entry}/stat`, "utf8");
       // Fields after the ")" that closes the command name: state ppid pgrp ...
       const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      if (Number(fields[2]) === pgid) out.push(Number(entry));
+      // Zombies (Z) and dead tasks (X) are gone already, only not yet reaped by their parent.
+      if (Number(fields[2]) === pgid && fields[0] !== "Z" && fields[0] !== "X") {
+        out.push(Number(entry));
+      }
     } catch {
       // exited meanwhile
     }
