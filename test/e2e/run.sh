@@ -395,6 +395,7 @@ fi
 echo "stack empty; namespace $NAMESPACE gone from the cluster"
 
 say "summary"
-echo "$PULUMI_VERSION_OUT (CLI), kube-apiserver $KUBE_SERVER_VERSION, kwok nodes"
+echo "pulumi $PULUMI_VERSION_OUT, pulumi-language-nodejs $(pulumi-language-nodejs -version 2>/dev/null || echo '?')," \
+  "kube-apiserver $KUBE_SERVER_VERSION, $("$BIN/etcd" --version | head -n 1), kwok $("$BIN/kwok" --version | cut -d' ' -f3)"
 for t in "${STEP_TIMES[@]}"; do echo "  $t"; done
 echo "e2e: passed"

@@ -168,8 +168,14 @@ provider_installed() {
 }
 
 ensure_plugins() {
-  local missing=0
-  if [[ -z "$(find_plugin pulumi-language-nodejs)" ]]; then
+  local missing=0 lang lang_version
+  lang="$(find_plugin pulumi-language-nodejs)"
+  if [[ -n "$lang" ]]; then
+    lang_version="$("$lang" -version 2>/dev/null || echo unknown)"
+    if [[ "$lang_version" != "v$PULUMI_VERSION" ]]; then
+      log "note: $lang is $lang_version, the CLI is v$PULUMI_VERSION (mixed versions usually work)."
+    fi
+  else
     log "missing: pulumi-language-nodejs v$PULUMI_VERSION (the Node.js language host)."
     log "  The Go module proxy does not serve github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3"
     log "  (403: This module version is not available). An official Pulumi install ships it next to"
@@ -244,7 +250,9 @@ main() {
   # A missing plugin outranks a missing build: no build here can provide it.
   ensure_plugins || ready=2
   if [[ "$ready" == 0 ]]; then
-    log "ready in $BIN (pulumi v$PULUMI_VERSION, kubernetes provider for @pulumi/kubernetes $K8S_PROVIDER_VERSION, kube v$KUBE_VERSION, kwok v$KWOK_VERSION)"
+    log "ready: pulumi v$PULUMI_VERSION, kube v$KUBE_VERSION, kwok v$KWOK_VERSION in $BIN;" \
+      "language host $(find_plugin pulumi-language-nodejs);" \
+      "kubernetes provider $(find_plugin pulumi-resource-kubernetes || true)"
   fi
   return "$ready"
 }
