@@ -9,7 +9,7 @@ import type * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
 import type { JobConfig, WorkspaceConfig } from "../types.js";
 import { daskConfigEnv, daskConfigMount, daskConfigVolume } from "./daskconfig.js";
-import { jobNames, recommendedLabels, type WorkspaceNames } from "./labels.js";
+import { jobNames, recommendedLabels, selectorLabels, type WorkspaceNames } from "./labels.js";
 import { type NodePlacement, placementFields } from "./placement.js";
 import {
   SCRATCH_DIR,
@@ -240,6 +240,13 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
                 ...daskConfigEnv(),
                 { name: "HOME", value: SCRATCH_DIR },
                 { name: "PYTHONUNBUFFERED", value: "1" },
+                // The runner watches this workspace's worker pods for OOMKilled (its Role allows
+                // get/list/watch on pods). Select by instance too, so two workspaces sharing a
+                // namespace never count each other's kills.
+                {
+                  name: "DASK_WORKSPACE__RUNNER__KUBERNETES__WORKER_SELECTOR",
+                  value: workerPodSelector(instance),
+                },
                 ...Object.entries(ctx.env ?? {}).map(([name, value]) => ({ name, value })),
               ],
               resources: { requests: resources, limits: resources },
@@ -264,4 +271,11 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
       },
     },
   };
+}
+
+/** The label selector of one workspace's worker pods, as the runner's pod watcher takes it. */
+export function workerPodSelector(instance: string): string {
+  return Object.entries(selectorLabels(instance, "worker"))
+    .map(([key, value]) => `${key}=${value}`)
+    .join(",");
 }
