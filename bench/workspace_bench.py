@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""The workspace benchmark report (issue 4): ``npm run bench`` -> bench/REPORT.md + bench/report.png.
+"""The workspace benchmark report (issue 4): ``npm run bench`` -> bench/REPORT.md, report.png.
 
 Starts the LOCAL workspace's scheduler and worker pods with the exact commands, environment and
 Dask config that ``npm run local`` and the Kubernetes objects use (printed by
@@ -16,6 +16,8 @@ RSS of every worker process, the scheduler and the runner is sampled with psutil
 
     .venv/bin/python bench/workspace_bench.py [--groups 60] [--window 8] [--quick]
 """
+
+# ruff: noqa: RUF001 -- the report is for people: the sigma and times signs are meant
 
 from __future__ import annotations
 
@@ -263,9 +265,8 @@ def run_runner(
 def run_bare(ws: Workspace, *, groups: int, reps: int) -> dict[str, Any]:
     """The same graphs (R simulate tasks + 2 targets per group) from a bare submit-everything
     ``as_completed`` loop: no windows, no persistence, no bookkeeping."""
-    from distributed import Client, as_completed
-
     from dask_workspace.examples.synthetic import mean_x, seeds, simulate
+    from distributed import Client, as_completed
 
     ws.wait_for_workers()
     with Client(ws.address, timeout=60) as client, Sampler(ws) as sampler:
@@ -518,129 +519,15 @@ def interpret(res: dict[str, Any], goals: dict[str, Any]) -> list[str]:
     return lines
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--stack", default="local")
-    ap.add_argument("--groups", type=int, default=60)
-    ap.add_argument("--replicates", type=int, default=8)
-    ap.add_argument("--median", type=float, default=0.2, help="median task seconds")
-    ap.add_argument(
-        "--windows",
-        default="2,8",
-        help="window sizes W (groups), each also run as batch size B (equal memory budget)",
-    )
-    ap.add_argument("--kill-window", type=int, default=2)
-    ap.add_argument("--kill-groups", type=int, default=24)
-    ap.add_argument("--kill-after", type=float, default=6.0)
-    ap.add_argument("--tiny-replicates", type=int, default=4)
-    ap.add_argument("--tiny-window", type=int, default=16)
-    ap.add_argument("--small-p", type=int, default=200)
-    ap.add_argument("--large-p", type=int, default=2000)
-    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
-    ap.add_argument("--out-dir", type=pathlib.Path, default=ROOT / "bench")
-    a = ap.parse_args()
-    if a.quick:
-        a.groups, a.kill_groups, a.small_p, a.large_p, a.kill_after = 12, 8, 20, 200, 3.0
-    windows = [int(w) for w in a.windows.split(",")]
-    logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
-    t0 = time.monotonic()
-    res: dict[str, Any] = {
-        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "command": "npm run bench",
-        "python_command": " ".join(
-            [".venv/bin/python", "bench/workspace_bench.py", *sys.argv[1:]]
-        ),
-        "machine": {
-            "nproc": os.cpu_count(),
-            "mem_gib": round(psutil.virtual_memory().total / 2**30, 1),
-            "platform": f"{platform.system()} {platform.release()}, Python "
-            f"{platform.python_version()}",
-            "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        },
-        "parameters": {
-            "groups": a.groups,
-            "replicates": a.replicates,
-            "median": a.median,
-            "windows": windows,
-            "kill_window": a.kill_window,
-            "kill_groups": a.kill_groups,
-            "kill_after": a.kill_after,
-            "kill_sigma": 0.5,
-            "tiny_replicates": a.tiny_replicates,
-        },
-    }
-    with tempfile.TemporaryDirectory(prefix="workspace-bench-") as tmp:
-        work = pathlib.Path(tmp)
-        ws = Workspace(work=work, stack=a.stack)
-        res["workspace"] = {**ws.spec, "slots": ws.slots}
-        res["workspace"].pop("daskConfigYaml")
-        try:
-            logger.info("workspace up: %s, %d slots", ws.address, ws.slots)
-            # Warm-up: imports on every worker process, so no mode pays for them.
-            run_runner(ws, work, "warm", study_doc(groups=8, median=0.01, sigma=0, reps=8))
-
-            def modes(
-                doc: dict[str, Any], tag: str, windows: list[int], **kw: Any
-            ) -> dict[str, Any]:
-                groups = len(doc["parameters"]["grid"]["x"])
-                out: dict[str, Any] = {}
-                for w in windows:
-                    out[f"window W={w}"] = run_runner(
-                        ws, work, f"{tag}-window{w}", doc, "--mode", "window", "--window",
-                        str(w), **kw,
-                    )
-                    out[f"batch B={w}"] = run_runner(
-                        ws, work, f"{tag}-batch{w}", doc, "--mode", "batch", "--batch-size",
-                        str(w), **kw,
-                    )
-                out["all-at-once"] = run_runner(
-                    ws, work, f"{tag}-all", doc, "--mode", "window", "--window", str(groups),
-                    **kw,
-                )
-                return out
-
-            res["modes"] = {
-                str(s): modes(
-                    study_doc(groups=a.groups, median=a.median, sigma=s, reps=a.replicates),
-                    f"sigma{s}",
-                    windows,
-                )
-                for s in (0.5, 1.0)
-            }
-            res["kill"] = modes(
-                study_doc(groups=a.kill_groups, median=a.median, sigma=0.5, reps=a.replicates),
-                "kill",
-                [a.kill_window],
-                kill_after=a.kill_after,
-            )
-            tiny = {"median": 0.0, "sigma": 0.0, "reps": a.tiny_replicates}
-            res["memory"] = {}
-            for key, p in (("P200", a.small_p), ("P2000", a.large_p)):
-                d = run_runner(
-                    ws, work, key, study_doc(groups=p, **tiny), "--mode", "window",
-                    "--window", str(a.tiny_window),
-                )
-                res["memory"][key] = d
-            bare = run_bare(ws, groups=a.large_p, reps=a.tiny_replicates)
-            logger.info("bare: wall %.1fs", bare["wall_seconds"])
-            runner = res["memory"]["P2000"]
-            res["throughput"] = {
-                "runner": runner,
-                "bare": bare,
-                "ratio": runner["groups_per_second"] / bare["groups_per_second"],
-            }
-        finally:
-            ws.stop()
-    res["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
-    res["total_seconds"] = round(time.monotonic() - t0, 1)
-
+def finish(res: dict[str, Any], *, out_dir: pathlib.Path) -> int:
+    """Goals, interpretation, JSON, plot and REPORT.md from the measurements in ``res``."""
+    windows = res["parameters"]["windows"]
     s05, s1 = res["modes"]["0.5"], res["modes"]["1.0"]
     m2, m20 = res["memory"]["P200"], res["memory"]["P2000"]
     wmax = max(windows)
     wmin = min(windows)
     ratios = {
-        w: s1[f"window W={w}"]["utilization"] / s1[f"batch B={w}"]["utilization"]
-        for w in windows
+        w: s1[f"window W={w}"]["utilization"] / s1[f"batch B={w}"]["utilization"] for w in windows
     }
     rss2, rss20 = m2["peak_rss_mib"]["workers_total"], m20["peak_rss_mib"]["workers_total"]
     sch2, sch20 = m2["peak_scheduler_tasks"], m20["peak_scheduler_tasks"]
@@ -680,17 +567,169 @@ def main() -> int:
     }
     res["goals"] = goals
     res["interpretation"] = interpret(res, goals)
-    a.out_dir.mkdir(parents=True, exist_ok=True)
-    (a.out_dir / "results").mkdir(exist_ok=True)
-    (a.out_dir / "results" / "workspace-bench.json").write_text(
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results").mkdir(exist_ok=True)
+    (out_dir / "results" / "workspace-bench.json").write_text(
         json.dumps(res, indent=2, default=str) + "\n"
     )
-    plot(res, a.out_dir / "report.png")
-    (a.out_dir / "REPORT.md").write_text(report(res, goals))
+    plot(res, out_dir / "report.png")
+    (out_dir / "REPORT.md").write_text(report(res, goals))
     for g in goals.values():
         logger.info("%s  %s: %s", "MET " if g["met"] else "MISS", g["goal"], g["reached"])
-    logger.info("wrote %s", a.out_dir / "REPORT.md")
+    logger.info("wrote %s", out_dir / "REPORT.md")
     return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--stack", default="local")
+    ap.add_argument("--groups", type=int, default=60)
+    ap.add_argument("--replicates", type=int, default=8)
+    ap.add_argument("--median", type=float, default=0.2, help="median task seconds")
+    ap.add_argument(
+        "--windows",
+        default="2,8",
+        help="window sizes W (groups), each also run as batch size B (equal memory budget)",
+    )
+    ap.add_argument("--kill-window", type=int, default=2)
+    ap.add_argument("--kill-groups", type=int, default=24)
+    ap.add_argument("--kill-after", type=float, default=6.0)
+    ap.add_argument("--tiny-replicates", type=int, default=4)
+    ap.add_argument("--tiny-window", type=int, default=16)
+    ap.add_argument("--small-p", type=int, default=200)
+    ap.add_argument("--large-p", type=int, default=2000)
+    ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
+    ap.add_argument("--out-dir", type=pathlib.Path, default=ROOT / "bench")
+    ap.add_argument(
+        "--from-json",
+        type=pathlib.Path,
+        help="re-render REPORT.md and the plot from a results JSON, without running anything",
+    )
+    a = ap.parse_args()
+    if a.from_json is not None:
+        logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
+        return finish(json.loads(a.from_json.read_text()), out_dir=a.out_dir)
+    if a.quick:
+        a.groups, a.kill_groups, a.small_p, a.large_p, a.kill_after = 12, 8, 20, 200, 3.0
+    windows = [int(w) for w in a.windows.split(",")]
+    logging.basicConfig(level=logging.INFO, format="bench: %(message)s")
+    t0 = time.monotonic()
+    res: dict[str, Any] = {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "command": "npm run bench",
+        "python_command": " ".join([".venv/bin/python", "bench/workspace_bench.py", *sys.argv[1:]]),
+        "machine": {
+            "nproc": os.cpu_count(),
+            "mem_gib": round(psutil.virtual_memory().total / 2**30, 1),
+            "platform": f"{platform.system()} {platform.release()}, Python "
+            f"{platform.python_version()}",
+            "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+        },
+        "parameters": {
+            "groups": a.groups,
+            "replicates": a.replicates,
+            "median": a.median,
+            "windows": windows,
+            "kill_window": a.kill_window,
+            "kill_groups": a.kill_groups,
+            "kill_after": a.kill_after,
+            "kill_sigma": 0.5,
+            "tiny_replicates": a.tiny_replicates,
+        },
+    }
+    with tempfile.TemporaryDirectory(prefix="workspace-bench-") as tmp:
+        work = pathlib.Path(tmp)
+        ws = Workspace(work=work, stack=a.stack)
+        res["workspace"] = {**ws.spec, "slots": ws.slots}
+        res["workspace"].pop("daskConfigYaml")
+        try:
+            logger.info("workspace up: %s, %d slots", ws.address, ws.slots)
+            # Warm-up: imports on every worker process, so no mode pays for them.
+            run_runner(ws, work, "warm", study_doc(groups=8, median=0.01, sigma=0, reps=8))
+
+            def modes(
+                doc: dict[str, Any], tag: str, windows: list[int], **kw: Any
+            ) -> dict[str, Any]:
+                groups = len(doc["parameters"]["grid"]["x"])
+                out: dict[str, Any] = {}
+                for w in windows:
+                    out[f"window W={w}"] = run_runner(
+                        ws,
+                        work,
+                        f"{tag}-window{w}",
+                        doc,
+                        "--mode",
+                        "window",
+                        "--window",
+                        str(w),
+                        **kw,
+                    )
+                    out[f"batch B={w}"] = run_runner(
+                        ws,
+                        work,
+                        f"{tag}-batch{w}",
+                        doc,
+                        "--mode",
+                        "batch",
+                        "--batch-size",
+                        str(w),
+                        **kw,
+                    )
+                out["all-at-once"] = run_runner(
+                    ws,
+                    work,
+                    f"{tag}-all",
+                    doc,
+                    "--mode",
+                    "window",
+                    "--window",
+                    str(groups),
+                    **kw,
+                )
+                return out
+
+            res["modes"] = {
+                str(s): modes(
+                    study_doc(groups=a.groups, median=a.median, sigma=s, reps=a.replicates),
+                    f"sigma{s}",
+                    windows,
+                )
+                for s in (0.5, 1.0)
+            }
+            res["kill"] = modes(
+                study_doc(groups=a.kill_groups, median=a.median, sigma=0.5, reps=a.replicates),
+                "kill",
+                [a.kill_window],
+                kill_after=a.kill_after,
+            )
+            tiny = {"median": 0.0, "sigma": 0.0, "reps": a.tiny_replicates}
+            res["memory"] = {}
+            for key, p in (("P200", a.small_p), ("P2000", a.large_p)):
+                d = run_runner(
+                    ws,
+                    work,
+                    key,
+                    study_doc(groups=p, **tiny),
+                    "--mode",
+                    "window",
+                    "--window",
+                    str(a.tiny_window),
+                )
+                res["memory"][key] = d
+            bare = run_bare(ws, groups=a.large_p, reps=a.tiny_replicates)
+            logger.info("bare: wall %.1fs", bare["wall_seconds"])
+            runner = res["memory"]["P2000"]
+            res["throughput"] = {
+                "runner": runner,
+                "bare": bare,
+                "ratio": runner["groups_per_second"] / bare["groups_per_second"],
+            }
+        finally:
+            ws.stop()
+    res["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+    res["total_seconds"] = round(time.monotonic() - t0, 1)
+
+    return finish(res, out_dir=a.out_dir)
 
 
 if __name__ == "__main__":
