@@ -534,7 +534,8 @@ def finish(res: dict[str, Any], *, out_dir: pathlib.Path) -> int:
     mem_growth = rss20 / rss2 - 1
 
     def utils(mode_set: dict[str, Any]) -> str:
-        return ", ".join(f"W={w}: {mode_set[f'window W={w}']['utilization']:.3f}" for w in windows)
+        each = ", ".join(f"W={w}: {mode_set[f'window W={w}']['utilization']:.3f}" for w in windows)
+        return f"{each} (judged at W={wmax})"
 
     goals = {
         "util_05": {
