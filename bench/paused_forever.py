@@ -49,6 +49,9 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     worker_args: list[str] = field(default_factory=list)
     watchdog_seconds: float | None = None
+    #: Restart at once (after one confirming poll) when a paused, idle worker's unmanaged memory
+    #: alone is above the pause threshold: spilling managed data can never unpause it.
+    watchdog_unmanaged: bool = False
 
 
 @dataclass
@@ -117,6 +120,8 @@ def scheduler_state(dask_scheduler) -> dict:  # runs on the scheduler
         addr: {
             "status": ws.status.name,
             "executing": ws.metrics.get("task_counts", {}).get("executing", 0),
+            "unmanaged": ws.memory.unmanaged,
+            "limit": ws.memory_limit,
         }
         for addr, ws in dask_scheduler.workers.items()
     }
@@ -135,6 +140,12 @@ def _tmpdir() -> str:  # runs on the scheduler, whose DASK_TEMPORARY_DIRECTORY i
     import dask
 
     return str(dask.config.get("temporary-directory"))
+
+
+def hopeless(worker: dict, *, pause: float = 0.8) -> bool:
+    """Paused by unmanaged memory alone: spilling every result would not unpause the worker.
+    (``pause`` is the workers' distributed.worker.memory.pause in these variants.)"""
+    return worker["unmanaged"] >= pause * worker["limit"]
 
 
 async def _recycle(dask_worker) -> None:  # runs on the worker
@@ -310,7 +321,10 @@ def drive(
             timeline.append((round(now - t0, 2), completed, len(paused)))
             if v.watchdog_seconds is not None:
                 stuck = [
-                    a for a, since in paused_since.items() if now - since >= v.watchdog_seconds
+                    a
+                    for a, since in paused_since.items()
+                    if now - since >= v.watchdog_seconds
+                    or (v.watchdog_unmanaged and now - since >= 0.4 and hopeless(state[a]))
                 ]
                 for a in stuck:
                     since = paused_since[a]
@@ -367,9 +381,12 @@ def main(argv: list[str] | None = None) -> int:
         "--watchdog-seconds", type=float, default=5, help="paused-without-progress limit"
     )
     parser.add_argument("--keep", action="store_true", help="keep the logs (printed at the end)")
-    parser.add_argument("--variants", default="defaults,lifetime,no-pause,watchdog")
+    parser.add_argument(
+        "--variants", default="defaults,lifetime,no-pause,watchdog,watchdog-unmanaged"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logger.setLevel(logging.DEBUG if os.environ.get("PAUSED_FOREVER_DEBUG") else logging.INFO)
     sys.path.insert(0, str(LEAK_DIR))
     variants = {
         "defaults": Variant("defaults"),
@@ -385,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "no-pause": Variant("no-pause", env={"DASK_DISTRIBUTED__WORKER__MEMORY__PAUSE": "False"}),
         "watchdog": Variant("watchdog", watchdog_seconds=args.watchdog_seconds),
+        "watchdog-unmanaged": Variant(
+            "watchdog-unmanaged", watchdog_seconds=30, watchdog_unmanaged=True
+        ),
     }
     outcomes = []
     workdir = Path(tempfile.mkdtemp(prefix="paused-forever-"))
