@@ -367,7 +367,7 @@ def report(res: dict[str, Any], goals: dict[str, Any]) -> str:
         f"{res['total_seconds']:.0f} s, over the ~10 min aim: the P = 2000 runner and bare-loop "
         f"phases ({res['memory']['P2000']['wall_seconds']:.0f} s and "
         f"{res['throughput']['bare']['wall_seconds']:.0f} s) ran while other helpers' tests "
-        "loaded the machine (a smoke run on a quieter machine did 200 trivial groups/5 s)",
+        "loaded the machine (a smoke run at a quieter moment did 200 trivial groups in 5 s)",
         f"- Workspace: stack `{ws['stack']}` started with the commands and Dask config of "
         "`npm run local` (printed by `bench/local-stack.ts` from `infra/dask.ts` / "
         f"`infra/local/launcher.ts`): {ws['replicas']} worker pods × {ws['nprocs']} processes × "
