@@ -332,6 +332,20 @@ export function readPeakMemory(cg: Cgroup): number | undefined {
   return text === undefined ? undefined : Number(text.trim());
 }
 
+/**
+ * Resets the peak-memory counter (v1 `memory.max_usage_in_bytes`, v2 `memory.peak` on kernels
+ * that allow it), so a benchmark can measure one run at a time. False when it cannot.
+ */
+export function resetPeakMemory(cg: Cgroup): boolean {
+  const file = cg.version === "v1" ? "memory.max_usage_in_bytes" : "memory.peak";
+  try {
+    fs.writeFileSync(path.join(cg.dir, file), "0");
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /** The `sh` program that moves itself into a cgroup and then becomes the real command. */
 export const ENTER_CGROUP_SCRIPT = 'echo $$ > "$1" && shift && exec "$@"';
 

@@ -39,6 +39,7 @@ import {
   readPeakMemory,
   removeCgroup,
   removeStaleRunCgroups,
+  resetPeakMemory,
   runCgroupName,
 } from "./cgroup.js";
 
@@ -559,6 +560,18 @@ export class LocalWorkspace {
       if (peak !== undefined) out[name] = peak;
     }
     return out;
+  }
+
+  /** Peak memory of a named cgroup (a pod, "scheduler", "runner", ...), bytes; null if none. */
+  peakMemoryOf(name: string): number | null {
+    const cg = this.cgroups.get(name);
+    if (cg === undefined || !fs.existsSync(cg.dir)) return null;
+    return readPeakMemory(cg) ?? null;
+  }
+
+  /** Resets every cgroup's peak-memory counter (benchmarks measure one run at a time). */
+  resetPeakMemory(): void {
+    for (const cg of this.cgroups.values()) resetPeakMemory(cg);
   }
 
   /**

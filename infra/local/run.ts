@@ -41,6 +41,8 @@ export interface LaunchOptions {
   during?: (ws: LocalWorkspace, runner: ManagedProcess) => Promise<void>;
   /** Grace between SIGTERM and SIGKILL for the runner at teardown (default 30 s). */
   runnerGraceMs?: number;
+  /** Keep the scheduler/pod logs when the run fails (default true; the path is printed). */
+  keepLogsOnFailure?: boolean;
 }
 
 export interface LaunchResult {
@@ -129,7 +131,7 @@ export async function launchWorkspace(
   let ws: LocalWorkspace | undefined;
   let aborted = false;
   // Logs are kept for a failed run (the path is printed) and removed after a clean one.
-  let keepLogs = true;
+  let keepLogs = opts.keepLogsOnFailure !== false;
   const starting = LocalWorkspace.start(config, {
     root: opts.root,
     pythonPath: [path.dirname(opts.studyFile)],
@@ -220,7 +222,7 @@ export async function launchWorkspace(
       runnerOomKills,
       exitCode,
     });
-    keepLogs = exitCode !== 0;
+    keepLogs = exitCode !== 0 && opts.keepLogsOnFailure !== false;
     if (keepLogs) log(`scheduler and pod logs: ${w.logDir} (kept because the run failed)`);
     return {
       exitCode,
