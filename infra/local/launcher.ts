@@ -250,10 +250,10 @@ export class ManagedProcess {
     }
   }
 
-  /** SIGTERM to the group, SIGKILL after `graceMs`, then waits for the exit. */
-  async stop(graceMs: number): Promise<ExitStatus> {
+  /** `first` (SIGTERM) to the group, SIGKILL after `graceMs`, then waits for the exit. */
+  async stop(graceMs: number, first: NodeJS.Signals = "SIGTERM"): Promise<ExitStatus> {
     if (!this.running) return this.exited;
-    this.signalGroup("SIGTERM");
+    this.signalGroup(first);
     const timedOut = await Promise.race([
       this.exited.then(() => false),
       sleep(graceMs).then(() => true),
@@ -604,16 +604,31 @@ export class LocalWorkspace {
    * dead scheduler), each SIGTERM → grace → SIGKILL; then empties and removes every cgroup.
    * Idempotent; concurrent calls share one teardown.
    */
-  stop(opts: { graceMs?: number; keepLogs?: boolean } = {}): Promise<void> {
-    this.stopping ??= this.teardown(opts.graceMs ?? this.opts.graceMs ?? 5_000, opts.keepLogs);
+  stop(
+    opts: { graceMs?: number; keepLogs?: boolean; clientSignal?: NodeJS.Signals } = {},
+  ): Promise<void> {
+    this.stopping ??= this.teardown(
+      opts.graceMs ?? this.opts.graceMs ?? 5_000,
+      opts.keepLogs,
+      opts.clientSignal,
+    );
     return this.stopping;
   }
 
-  private async teardown(graceMs: number, keepLogs = false): Promise<void> {
+  /**
+   * @param clientSignal what clients (the runner) get first: SIGINT after a Ctrl-C, so the runner
+   *   reports the interruption the way the user caused it (exit 130); SIGTERM otherwise.
+   */
+  private async teardown(
+    graceMs: number,
+    keepLogs = false,
+    clientSignal: NodeJS.Signals = "SIGTERM",
+  ): Promise<void> {
     const podProcs = new Set([...this.pods.values()].map((p) => p.process));
     const clients = this.processes.filter((p) => p.name !== "scheduler" && !podProcs.has(p));
     const scheduler = this.processes.filter((p) => p.name === "scheduler");
-    for (const tier of [clients, [...podProcs], scheduler]) {
+    await Promise.all(clients.map((p) => p.stop(graceMs, clientSignal)));
+    for (const tier of [[...podProcs], scheduler]) {
       await Promise.all(tier.map((p) => p.stop(graceMs)));
     }
     const errors: string[] = [];

@@ -116,7 +116,7 @@ async function main(argv: string[]): Promise<number> {
     }
     signalled = sig;
     say(`${sig}: stopping the runner (finished groups are kept) and tearing down the workspace`);
-    controller.abort();
+    controller.abort(sig);
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);

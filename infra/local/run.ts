@@ -32,7 +32,10 @@ export interface LaunchOptions {
   out: (line: string) => void;
   /** False: run without cgroups (pod_oom_kills is then null). Default true. */
   enforceMemory?: boolean;
-  /** Aborting stops the runner (it persists what finished) and tears down. */
+  /**
+   * Aborting stops the runner (it persists what finished) and tears down. Abort with the reason
+   * "SIGINT" to pass a Ctrl-C on to the runner as SIGINT (else it gets SIGTERM).
+   */
   signal?: AbortSignal;
   /**
    * Runs beside the runner once it has started (fault injection in tests and benchmarks); the
@@ -195,7 +198,12 @@ export async function launchWorkspace(
         seenOom = n;
       }
     }, 1_000);
-    const stopOnAbort = () => void w.stop({ graceMs: opts.runnerGraceMs ?? 30_000 });
+    // The abort reason may name the signal the user sent (main.ts aborts with "SIGINT" on Ctrl-C).
+    const stopOnAbort = () =>
+      void w.stop({
+        graceMs: opts.runnerGraceMs ?? 30_000,
+        clientSignal: opts.signal?.reason === "SIGINT" ? "SIGINT" : "SIGTERM",
+      });
     opts.signal?.addEventListener("abort", stopOnAbort, { once: true });
     let status;
     try {
