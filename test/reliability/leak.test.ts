@@ -121,25 +121,6 @@ async function burst(config: WorkspaceConfig, seconds: number) {
 describe("headroom is what keeps the pod alive", () => {
   const validated = loadStackFile(STACK);
 
-  it("limits summing to the pod limit (validation bypassed): the kernel OOM-kills the pod", async () => {
-    expect(validated.workers.memoryPerProcess.bytes).toBe(351 * MI);
-    const zeroHeadroom: WorkspaceConfig = {
-      ...validated,
-      workers: {
-        ...validated.workers,
-        memoryPerProcess: { bytes: 512 * MI, quantity: "512Mi" },
-        headroom: { bytes: 0, quantity: "0" },
-      },
-    };
-    // Not every burst ends in a kernel OOM kill (see burst.yaml); measured: the first one within
-    // 11-50 s. The study has enough bursts for 4 minutes.
-    const { result, firstOomAfter } = await burst(zeroHeadroom, 240);
-    expect(result.podOomKills, "no kernel OOM kill within 240 s").toBeGreaterThanOrEqual(1);
-    expect(firstOomAfter).toBeDefined();
-    expect(result.summary.pod_peak_memory_bytes).toEqual({ "local-worker-0": 1024 * MI });
-    expectNothingLeft(result);
-  }, 330_000);
-
   it("the same bursts with the validated headroom: nanny restarts, 0 kernel OOM kills", async () => {
     const { result } = await burst(validated, 40);
     expect(result.podOomKills).toBe(0);
