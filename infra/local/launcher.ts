@@ -639,8 +639,33 @@ export class LocalWorkspace {
         errors.push((err as Error).message);
       }
     }
+    // A pod's /dev/shm goes away with the pod; locally, shared-memory files that a run's
+    // processes tagged with the run id (its temp dir's name) go away with the run.
+    for (const name of runShmFiles(listDir(SHM_DIR), path.basename(this.tmpDir))) {
+      fs.rmSync(path.join(SHM_DIR, name), { force: true });
+    }
     if (!keepLogs) fs.rmSync(this.tmpDir, { recursive: true, force: true });
     if (errors.length > 0) throw new Error(`teardown incomplete: ${errors.join("; ")}`);
+  }
+}
+
+/** Where POSIX shared memory lives on Linux. */
+export const SHM_DIR = "/dev/shm";
+
+/**
+ * The shared-memory files of a run: names that end with the run id (the basename of the run's
+ * DASK_TEMPORARY_DIRECTORY, which every process of the run has in its environment). They are
+ * removed at teardown, as a pod's /dev/shm disappears with the pod.
+ */
+export function runShmFiles(names: string[], runId: string): string[] {
+  return names.filter((n) => n.endsWith(`-${runId}`) || n === runId);
+}
+
+function listDir(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch {
+    return [];
   }
 }
 

@@ -22,43 +22,34 @@ _LEAK: list[bytes] = []
 
 
 def simulate(params: dict, seed: int) -> dict:
-    """Leak ``leak_mib`` MiB (default 20); build a ``work_mib`` MiB working set (default 0) and
-    hold it ``work_seconds`` (default 0.03), as a simulation's temporaries; take ``seconds``
-    (default 0.2) in all. ``burst_together: N`` makes N simulations of the same ``k`` start their
-    working sets at the same moment (the worst case for a pod running them side by side)."""
+    """Leak ``leak_mib`` MiB (default 20) and take ``seconds`` (default 0.2); with
+    ``shared_mib`` > 0, make sure the run's shared table of that size exists first."""
     t0 = time.monotonic()
+    if int(params.get("shared_mib", 0)) > 0:
+        _shared_table(int(params["shared_mib"]))
     # A non-zero fill byte forces every page to be touched (calloc'd zeros might stay virtual).
     _LEAK.append(b"\x01" * (int(params.get("leak_mib", 20)) << 20))
-    work_mib = int(params.get("work_mib", 0))
-    if work_mib > 0:
-        _barrier(f"{params.get('k')}", parties=int(params.get("burst_together", 1)), seed=seed)
-        # Grown in steps of ``step_mib`` every 10 ms, as a simulation fills its arrays: about
-        # 90 MiB per 100 ms nanny tick with the default 20 MiB steps (on a 1.5 GB/s machine).
-        step = int(params.get("step_mib", 20))
-        work: list[bytes] = []
-        for _ in range(0, work_mib, step):
-            work.append(b"\x02" * (step << 20))
-            time.sleep(0.01)
-        time.sleep(float(params.get("work_seconds", 0.03)))
-        work.clear()  # large bytes objects are mmap'd: freeing returns the memory to the OS
     time.sleep(max(0.0, float(params.get("seconds", 0.2)) - (time.monotonic() - t0)))
     rng = np.random.default_rng(seed)
     return {"value": rng.random(8)}
 
 
-def _barrier(name: str, *, parties: int, seed: int, timeout: float = 3.0) -> None:
-    """Waits (at most ``timeout`` s) until ``parties`` simulations reached the barrier ``name``:
-    the replicates of a group then burst at the same moment, the worst case for the pod. Files in
-    the run's temporary directory (``npm run local`` sets one per run) are the meeting point."""
-    if parties <= 1:
-        return
-    base = dask.config.get("temporary-directory", None) or tempfile.gettempdir()
-    meeting = Path(base) / f"leaky-barrier-{name}"
-    meeting.mkdir(parents=True, exist_ok=True)
-    (meeting / f"{seed}-{os.getpid()}").touch()
-    deadline = time.monotonic() + timeout
-    while len(list(meeting.iterdir())) < parties and time.monotonic() < deadline:
-        time.sleep(0.005)
+def _shared_table(mib: int) -> None:
+    """Once per run and machine, writes a ``mib`` MiB table to shared memory (/dev/shm), as a
+    model that shares a lookup table between its worker processes would. The kernel charges it to
+    the pod's memory cgroup, but it is in no worker process's RSS, so no Dask memory limit sees it:
+    only the pod's headroom can hold it. The file ends with the name of the run's temporary
+    directory (``npm run local`` makes one per run), so the launcher removes it at teardown, as a
+    pod's /dev/shm disappears with the pod."""
+    base = Path(dask.config.get("temporary-directory", None) or tempfile.gettempdir())
+    path = Path("/dev/shm") / f"leaky-table-{base.name}"
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    except FileExistsError:
+        return  # another worker process of this run wrote it already
+    with os.fdopen(fd, "wb") as f:
+        for _ in range(mib):
+            f.write(b"\x03" * (1 << 20))
 
 
 def mean_value(replicates: list[dict], params: dict) -> float:
