@@ -466,6 +466,8 @@ def main(argv: list[str] | None = None) -> int:
         for workload in args.workloads.split(","):
             w = WORKLOADS[workload]
             outcomes = []
+            wdir = workdir / workload
+            wdir.mkdir()
             for name in args.variants.split(","):
                 o = run_variant(
                     variants[name],
@@ -475,7 +477,7 @@ def main(argv: list[str] | None = None) -> int:
                     pod_memory=args.pod_mib * MI,
                     per_process=args.process_mib * MI,
                     hang_seconds=args.hang_seconds,
-                    workdir=workdir,
+                    workdir=wdir,
                 )
                 d = asdict(o)
                 print(json.dumps({k: d[k] for k in d if k != "timeline"}), flush=True)
