@@ -414,7 +414,51 @@ def markdown(doc: dict) -> str:
                 f"{o['watchdog_restarts']} | {o['pod_oom_kills']} | {o['pod_peak_mib']} |"
             )
         lines.append("")
+    lines += decision(doc)
     return "\n".join(lines)
+
+
+def decision(doc: dict) -> list[str]:
+    """The decision these numbers support (figures computed from the runs above)."""
+
+    def walls(variant: str) -> str:
+        return " and ".join(
+            f"{o['wall_seconds']} s"
+            for run in doc["runs"]
+            for o in run["outcomes"]
+            if o["variant"] == variant
+        )
+
+    reruns = sum(
+        o["executions"] - o["tasks"]
+        for run in doc["runs"]
+        for o in run["outcomes"]
+        if o["variant"] == "no-pause"
+    )
+    return [
+        "## Decision",
+        "",
+        "- **Not a threshold default.** Moving `pause` closer to `terminate` keeps the hang (a "
+        "paused worker runs nothing, so it never reaches terminate). Turning pausing off "
+        f"finishes fastest ({walls('no-pause')}), but only because the nanny kills workers in "
+        f"the middle of tasks ({reruns} tasks re-ran here): every such kill counts toward "
+        "`allowed-failures` (a leaky but healthy group can end as `KilledWorker`, i.e. look "
+        "poisonous), shrinks the runner's window (it reacts to memory restarts), and throws "
+        "away up to a whole simulation each time; it also removes the brake on managed memory.",
+        "- **Not a lifetime default.** `--lifetime` recycles gracefully and ends the hang "
+        f"({walls('lifetime')}), but no single duration fits: too short recycles healthy "
+        "workers (retirement does not wait for running tasks), too long leaves leaking workers "
+        "paused for most of it. `workers.lifetime` stays available (off by default), e.g. for "
+        "clients other than the runner.",
+        "- **A runner watchdog.** Recycle (retire, then the nanny restarts the process) a worker "
+        "that is paused with nothing executing. Waiting a fixed 5 s "
+        f"({walls('watchdog')}) already ends the hang without killing a task; recycling at once "
+        "when the worker's unmanaged memory alone is above the pause threshold -- spilling can "
+        f"never unpause it -- is close to the no-pause speed ({walls('watchdog-unmanaged')}) "
+        "with zero tasks killed. Keep the long fallback for workers paused by managed memory, "
+        "which spilling can still unpause.",
+        "",
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
