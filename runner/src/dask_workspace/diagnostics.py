@@ -25,6 +25,7 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
+import dask.config
 from distributed.diagnostics.plugin import SchedulerPlugin
 
 from dask_workspace.tasks import parse_group
@@ -173,6 +174,9 @@ class RunStatsPlugin(SchedulerPlugin):
                 for ws in workers
                 if ws.status.name == "paused"
             },
+            # The workspace gives the scheduler and the workers one Dask config, so the
+            # scheduler's pause threshold is the workers' (False: pausing is off).
+            "pause_fraction": dask.config.get("distributed.worker.memory.pause", None) or None,
             "no_workers_for": None
             if self._no_workers_since is None
             else now - self._no_workers_since,

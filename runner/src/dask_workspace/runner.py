@@ -67,10 +67,18 @@ from dask_workspace.tasks import (
     simulate_replicate,
     target_key,
 )
-from dask_workspace.watchdog import paused_idle_since, recycle_worker, stuck_workers
+from dask_workspace.watchdog import (
+    paused_idle_since,
+    recycle_worker,
+    stuck_workers,
+    unmanaged_above_pause,
+)
 from dask_workspace.window import Capacity, WindowController
 
 logger = logging.getLogger(__name__)
+
+#: Why a worker recycled at once is hopeless (its log line).
+HOPELESS = ": above the pause threshold on its own, memory that spilling cannot free (a leak?)"
 
 #: Seconds between health checks / scheduler statistics polls (progress lines are rarer).
 POLL_SECONDS = 1.0
@@ -490,18 +498,27 @@ class StudyRunner:
         if after is None:
             return
         self._paused_since = paused_idle_since(stats.get("paused", {}), self._paused_since, now=now)
-        for address in stuck_workers(self._paused_since, now=now, after=after):
-            info = stats["paused"][address]
+        paused = stats.get("paused", {})
+        pause_fraction = stats.get("pause_fraction")
+        for address in stuck_workers(
+            self._paused_since,
+            now=now,
+            after=after,
+            paused=paused,
+            pause_fraction=pause_fraction,
+        ):
+            info = paused[address]
+            hopeless = unmanaged_above_pause(info, pause_fraction)
             logger.warning(
                 "worker %s (%s) has been paused and idle for %.0fs with %.0f MiB unmanaged "
-                "memory of a %.0f MiB limit: memory that spilling cannot free (a leak?). "
-                "Recycling it (retire, then restart). Consider workers.lifetime to recycle "
-                "workers regularly, or more memory per process.",
+                "memory of a %.0f MiB limit%s. Recycling it (retire, then restart). Consider "
+                "workers.lifetime to recycle workers regularly, or more memory per process.",
                 info["name"],
                 address,
                 now - self._paused_since[address],
                 info["unmanaged"] / 2**20,
                 (info["limit"] or 0) / 2**20,
+                HOPELESS if hopeless else "",
             )
             try:
                 self.client.run(recycle_worker, workers=[address], wait=False)

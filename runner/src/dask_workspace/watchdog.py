@@ -9,6 +9,13 @@ The runner's watchdog recycles a worker that has been paused *and idle* (executi
 ``workspace.runner.paused-restart-after``: the same graceful path as ``--lifetime-restart``
 (retire: move its results to other workers, then the nanny starts a fresh process). A worker
 still executing a task is left alone: it may finish and release memory.
+
+A worker whose *unmanaged* memory alone is above the pause threshold cannot be unpaused by
+spilling (spilling only frees managed memory), so it is recycled as soon as it has been seen
+paused and idle on two polls in a row, rather than after the full wait. The long wait remains
+for workers paused by managed memory, which spilling may still bring down. Measured in
+``bench/PAUSED-FOREVER.md``: the hang ends either way; recycling hopeless workers at once
+finishes close to the speed of turning pausing off, without killing a running task.
 """
 
 from __future__ import annotations
@@ -35,9 +42,40 @@ def paused_idle_since(
     return since
 
 
-def stuck_workers(since: Mapping[str, float], *, now: float, after: float) -> list[str]:
-    """Workers paused and idle for at least ``after`` seconds."""
-    return sorted(a for a, t in since.items() if now - t >= after)
+def unmanaged_above_pause(info: Mapping[str, Any], pause_fraction: float | None) -> bool:
+    """Whether a paused worker's unmanaged memory alone is above its pause threshold.
+
+    Args:
+        info: the worker's ``{"unmanaged": bytes, "limit": bytes, ...}``.
+        pause_fraction: ``distributed.worker.memory.pause`` (None or False: pausing is off).
+    """
+    limit = info.get("limit") or 0
+    if not pause_fraction or limit <= 0:
+        return False
+    return float(info.get("unmanaged") or 0) >= float(pause_fraction) * limit
+
+
+def stuck_workers(
+    since: Mapping[str, float],
+    *,
+    now: float,
+    after: float,
+    paused: Mapping[str, Mapping[str, Any]] | None = None,
+    pause_fraction: float | None = None,
+) -> list[str]:
+    """Workers to recycle now.
+
+    A worker qualifies when it has been paused and idle for at least ``after`` seconds, or when
+    it was already paused and idle at an earlier poll (``since < now``) and its unmanaged memory
+    alone is above the pause threshold (``paused`` gives the memory of each paused worker).
+    """
+    paused = paused or {}
+    return sorted(
+        a
+        for a, t in since.items()
+        if now - t >= after
+        or (t < now and unmanaged_above_pause(paused.get(a, {}), pause_fraction))
+    )
 
 
 async def recycle_worker(dask_worker: Any) -> None:
