@@ -5,6 +5,7 @@
  * worker pods.
  *
  *   npx tsx bench/local-stack.ts --stack local --port 8786 --dashboard-port 8787
+ *   npx tsx bench/local-stack.ts --config-file bench/stacks/slots16.yaml --port 8786 ...
  */
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,8 +28,13 @@ function flag(argv: string[], name: string, fallback: string): string {
 }
 
 const argv = process.argv.slice(2);
-const stack = flag(argv, "--stack", "local");
-const raw = readStackConfigFile(path.join(ROOT, `Pulumi.${stack}.yaml`));
+const configFile = flag(argv, "--config-file", "");
+const stack = configFile
+  ? path.basename(configFile).replace(/\.ya?ml$/, "")
+  : flag(argv, "--stack", "local");
+const raw = readStackConfigFile(
+  configFile ? path.resolve(ROOT, configFile) : path.join(ROOT, `Pulumi.${stack}.yaml`),
+);
 const parsed = parseWorkspaceConfig(raw, { baseDir: ROOT, stack });
 if (!parsed.ok) {
   process.stderr.write(`invalid stack config ${stack}:\n${formatProblems(parsed.problems)}\n`);

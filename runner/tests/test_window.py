@@ -101,3 +101,4 @@ def test_aimd_halves_on_memory_kills_and_grows_back_one_group_per_window():
         c.on_clean_group()
     assert c.limit == 8  # never above the ceiling
     assert c.decreases == 2
+    assert c.increases == 6  # 2 -> 8, one group at a time

@@ -23,10 +23,15 @@ _LEAK: list[bytes] = []
 
 def simulate(params: dict, seed: int) -> dict:
     """Leak ``leak_mib`` MiB (default 20) and take ``seconds`` (default 0.2); with
-    ``shared_mib`` > 0, make sure the run's shared table of that size exists first."""
+    ``shared_mib`` > 0, make sure the run's shared table of that size exists first; with
+    ``spike_mib`` > 0 and ``k`` below ``spike_below``, spike once (see ``_spike``)."""
     t0 = time.monotonic()
     if int(params.get("shared_mib", 0)) > 0:
         _shared_table(int(params["shared_mib"]))
+    if int(params.get("spike_mib", 0)) > 0 and int(params.get("k", 0)) < int(
+        params.get("spike_below", 0)
+    ):
+        _spike(int(params["spike_mib"]), seed=seed)
     # A non-zero fill byte forces every page to be touched (calloc'd zeros might stay virtual).
     _LEAK.append(b"\x01" * (int(params.get("leak_mib", 20)) << 20))
     time.sleep(max(0.0, float(params.get("seconds", 0.2)) - (time.monotonic() - t0)))
@@ -50,6 +55,27 @@ def _shared_table(mib: int) -> None:
     with os.fdopen(fd, "wb") as f:
         for _ in range(mib):
             f.write(b"\x03" * (1 << 20))
+
+
+def _spike(mib: int, *, seed: int) -> None:
+    """The first time this replicate runs, grows a ``mib`` MiB working set at about 800 MiB/s (the
+    rate the headroom rule budgets for) and holds it for 5 s: more than a worker process's memory
+    limit, so its nanny restarts the process (``worker-restart-memory``), as it would for a
+    simulation whose working set does not fit. The size is capped, so the pod's headroom holds
+    the overshoot. A marker in the run's temporary directory makes the rerun of the same
+    replicate (on a fresh process) run normally: a transient spike, not a poison group."""
+    base = Path(dask.config.get("temporary-directory", None) or tempfile.gettempdir())
+    marker = base / f"leaky-spiked-{seed}"
+    try:
+        marker.touch(exist_ok=False)
+    except FileExistsError:
+        return  # spiked before: this is the rerun
+    work: list[bytes] = []
+    for _ in range(0, mib, 20):
+        work.append(b"\x02" * (20 << 20))
+        time.sleep(0.025)
+    time.sleep(5.0)  # the nanny (100 ms ticks) restarts the process long before this ends
+    work.clear()
 
 
 def mean_value(replicates: list[dict], params: dict) -> float:

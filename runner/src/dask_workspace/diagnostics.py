@@ -11,7 +11,8 @@ runner, gives numbers that do not depend on the runner's bookkeeping:
 * ``peak_groups``: the most groups that had *any* task held by the scheduler at once -- a check
   that released groups are really freed on the cluster, independent of the runner's counter;
 * ``worker_deaths`` (unexpected ``remove-worker`` events: killed, OOM-killed, lost) and
-  ``memory_restarts`` (the nanny's ``worker-restart-memory`` events);
+  ``memory_restarts`` (the nanny's ``worker-restart-memory`` events; the removal that follows
+  a memory restart is not counted again as a death);
 * ``tasks_recomputed``: tasks computed again after their result was lost with a worker.
 
 The scheduler must be able to import this module (the workspace's Dask image installs the
@@ -64,6 +65,12 @@ class RunStatsPlugin(SchedulerPlugin):
         self._computed: dict[int, set[str]] = {}
         self.worker_deaths = 0
         self.memory_restarts = 0
+        # A nanny memory restart also removes the worker (an unexpected remove-worker event);
+        # the two events travel on different connections, so either may come first. Workers
+        # restarted for memory whose removal has not been seen yet, and workers removed (counted
+        # as deaths) whose memory restart may still arrive, so one restart is not also a death.
+        self._restarted: set[str] = set()
+        self._died: deque[str] = deque(maxlen=64)
         self.recent_events: deque[dict[str, Any]] = deque(maxlen=20)
         self._no_workers_since: float | None = None if scheduler.workers else self.started
 
@@ -129,15 +136,26 @@ class RunStatsPlugin(SchedulerPlugin):
             self.recent_events.append(
                 {"time": time.time(), "event": "memory-restart", "worker": worker}
             )
+            if worker in self._died:
+                self._died.remove(worker)  # its removal was counted as a death: it was not one
+                self.worker_deaths -= 1
+            elif worker is not None:
+                self._restarted.add(worker)
         elif (
             topic == "all"
             and isinstance(msg, dict)
             and msg.get("action") == "remove-worker"
             and not msg.get("expected")
         ):
+            worker = msg.get("worker")
+            if worker in self._restarted:
+                self._restarted.discard(worker)  # the nanny's memory restart, counted already
+                return
             self.worker_deaths += 1
+            if worker is not None:
+                self._died.append(worker)
             self.recent_events.append(
-                {"time": time.time(), "event": "worker-died", "worker": msg.get("worker")}
+                {"time": time.time(), "event": "worker-died", "worker": worker}
             )
 
     # -- reading ----------------------------------------------------------------------------

@@ -91,6 +91,8 @@ class RunSummary:
     task_seconds: float | None = None
     thread_seconds: float | None = None
     window_decreases: int = 0
+    #: Times the window grew back by one group after clean groups (AIMD).
+    window_increases: int = 0
     #: Workers recycled by the runner's watchdog (paused and idle too long).
     paused_restarts: int = 0
     parts_written: int = 0

@@ -903,6 +903,7 @@ def run_study(
         task_seconds=None if task_seconds is None else round(task_seconds, 3),
         thread_seconds=None if thread_seconds is None else round(thread_seconds, 3),
         window_decreases=runner.controller.decreases,
+        window_increases=runner.controller.increases,
         parts_written=runner.parts_written,
         paused_restarts=runner.paused_restarts,
         # Only on Kubernetes (the local launcher adds its own, from the pods' cgroups).

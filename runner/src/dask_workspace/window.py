@@ -122,6 +122,7 @@ class WindowController:
         self.ceiling = fixed or 1
         self.limit = self.ceiling
         self.decreases = 0
+        self.increases = 0
         self._credit = 0.0
         self._last_decrease = -math.inf
         self._capacity: Capacity | None = None
@@ -187,3 +188,4 @@ class WindowController:
         if self._credit >= 1.0:
             self._credit = 0.0
             self.limit = min(self.ceiling, self.limit + 1)
+            self.increases += 1
