@@ -50,3 +50,46 @@ it("isolates the poison group: the other groups persist, the run exits 3", async
   expect(leftovers(run.pid)).toEqual({ pids: [] });
   removeKeptLogs(run.pid);
 }, 240_000);
+
+it("never loops forever: when workers keep dying and nothing persists, exits 4 with guidance", async () => {
+  // The same poison group, retried without end (group-retries 1000): after the healthy groups,
+  // every attempt ends in killed workers and nothing persists. The runner gives up after the
+  // stall timeout (shortened from 30 min) and says what to change.
+  const summaryPath = path.join(tmp, "stall-summary.json");
+  const run = await runCli(
+    [
+      "--config-file",
+      path.join(STACKS, "leak-1gi.yaml"),
+      "--study",
+      path.join(STUDIES, "poison", "poison.yaml"),
+      "--results",
+      path.join(tmp, "stall-results"),
+      "--summary",
+      summaryPath,
+    ],
+    {
+      env: {
+        DASK_WORKSPACE__RUNNER__GROUP_RETRIES: "1000",
+        DASK_WORKSPACE__RUNNER__STALL_TIMEOUT: "15s",
+      },
+    },
+  );
+  expect(run.code, run.stderr.slice(-3000)).toBe(4);
+  const log = run.stdout + run.stderr;
+  expect(log).toMatch(/no group finished for \d+s while \d+ workers died or were restarted/);
+  for (const hint of ["--window", "workers.nprocs", "workers.podMemory"])
+    expect(log).toContain(hint);
+  const s = JSON.parse(fs.readFileSync(summaryPath, "utf8")) as Record<string, unknown>;
+  expect(s.status).toBe("cluster-dying");
+  // What finished before the stall was kept (how many healthy groups ran first depends on when
+  // the window, halved by the deaths, filled up with the poison group's retries).
+  const persisted = s.groups_persisted as number;
+  expect(persisted).toBeGreaterThanOrEqual(1);
+  expect(persisted).toBeLessThanOrEqual(5);
+  const agg = aggregates(path.join(tmp, "stall-results"));
+  expect(agg.rows).toBe(persisted);
+  expect(agg.groups).not.toContain(3); // the poison group (k = 3)
+  expect(s.pod_oom_kills).toBe(0);
+  expect(leftovers(run.pid)).toEqual({ pids: [] });
+  removeKeptLogs(run.pid);
+}, 240_000);
