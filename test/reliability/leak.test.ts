@@ -65,6 +65,9 @@ describe("a leaking study in 1 pod × 2 processes (1Gi)", () => {
     expect(n("paused_restarts") + n("memory_restarts") + n("worker_deaths")).toBeGreaterThan(0);
     // "Paused forever" did not happen: workers paused by the leak were recycled by the runner.
     expect(n("paused_restarts")).toBeGreaterThan(0);
+    // Recycles are recycles: not also counted as worker deaths, even when a recycled worker's
+    // results had nowhere to go (every other worker paused too).
+    expect(n("worker_deaths")).toBe(0);
     const peak = (s.pod_peak_memory_bytes as Record<string, number>)["local-worker-0"];
     expect(peak).toBeGreaterThan(700 * MI);
     expect(peak).toBeLessThan(1024 * MI);

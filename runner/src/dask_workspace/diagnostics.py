@@ -69,6 +69,8 @@ class RunStatsPlugin(SchedulerPlugin):
         # the two events travel on different connections, so either may come first. Workers
         # restarted for memory whose removal has not been seen yet, and workers removed (counted
         # as deaths) whose memory restart may still arrive, so one restart is not also a death.
+        # Workers the runner's watchdog is recycling are added too: when their results cannot
+        # be handed over (every other worker paused), their removal is unexpected as well.
         self._restarted: set[str] = set()
         self._died: deque[str] = deque(maxlen=64)
         self.recent_events: deque[dict[str, Any]] = deque(maxlen=20)
@@ -199,6 +201,16 @@ class RunStatsPlugin(SchedulerPlugin):
             if self._no_workers_since is None
             else now - self._no_workers_since,
         }
+
+
+def mark_recycling(dask_scheduler: Scheduler, name: str, address: str) -> bool:
+    """For ``Client.run_on_scheduler``: the runner is recycling ``address``; its removal is a
+    recycle (counted by the runner as ``paused_restarts``), not a worker death."""
+    plugin = dask_scheduler.plugins.get(name)
+    if not isinstance(plugin, RunStatsPlugin):
+        return False
+    plugin._restarted.add(address)
+    return True
 
 
 def stats_snapshot(dask_scheduler: Scheduler, name: str) -> dict[str, Any] | None:

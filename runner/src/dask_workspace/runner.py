@@ -38,7 +38,7 @@ from dask import delayed
 from distributed import Client, Future, as_completed
 
 from dask_workspace.config import RunnerSettings
-from dask_workspace.diagnostics import RunStatsPlugin, stats_snapshot
+from dask_workspace.diagnostics import RunStatsPlugin, mark_recycling, stats_snapshot
 from dask_workspace.errors import (
     EXIT_CLUSTER,
     EXIT_FAILED_GROUPS,
@@ -521,6 +521,9 @@ class StudyRunner:
                 HOPELESS if hopeless else "",
             )
             try:
+                self.client.run_on_scheduler(
+                    mark_recycling, name=self._plugin_name, address=address
+                )
                 self.client.run(recycle_worker, workers=[address], wait=False)
                 self.paused_restarts += 1
             except Exception as exc:  # the worker may be gone already
