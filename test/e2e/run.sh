@@ -3,7 +3,8 @@
 # stack. Everything listens on 127.0.0.1 only and lives in one temporary directory; the control
 # plane is torn down on every exit path.
 #
-#   preview (server-side dry run) → up (rollouts awaited on kwok nodes) → preview
+#   preview (server-side dry run) → up (rollouts awaited on kwok nodes) → the runner's pod OOM
+#   watcher, as the runner's service account, counts an OOMKilled worker container → preview
 #   --expect-no-changes → edit workers.nprocs → preview (exactly the expected change) → up →
 #   preview --expect-no-changes → enable autoscaling → preview → up → the HPA scales the workers →
 #   preview --expect-no-changes → destroy
@@ -310,6 +311,28 @@ step "pulumi up --yes" pulumi up --yes "${ENGINE_FLAGS[@]}"
 pulumi stack export >"$WORK/stack-after-up.json"
 "$TSX" "$HERE/checks.ts" counts "$WORK/stack-after-up.json"
 expect_pods "worker=$REPLICAS" scheduler=1
+
+# oom_watch: the runner's pod OOM watcher, as the runner's own service account (test/e2e/oom_watch.py).
+oom_watch() {
+  local sa selector dir="$WORK/serviceaccount"
+  api GET "/api/v1/namespaces/$NAMESPACE/serviceaccounts" >"$WORK/serviceaccounts.json"
+  sa="$(node -e 'const l = require(process.argv[1]).items.map((i) => i.metadata.name).filter((n) => n !== "default"); if (l.length !== 1) { console.error("service accounts:", l); process.exit(1); } console.log(l[0]);' "$WORK/serviceaccounts.json")"
+  api GET "/apis/apps/v1/namespaces/$NAMESPACE/deployments?labelSelector=app.kubernetes.io%2Fcomponent%3Dworker" >"$WORK/worker-deployments.json"
+  selector="$(node -e 'const d = require(process.argv[1]).items[0]; console.log(Object.entries(d.spec.selector.matchLabels).map(([k, v]) => `${k}=${v}`).join(","));' "$WORK/worker-deployments.json")"
+  mkdir -p "$dir"
+  api POST "/api/v1/namespaces/$NAMESPACE/serviceaccounts/$sa/token" \
+    '{"apiVersion":"authentication.k8s.io/v1","kind":"TokenRequest","spec":{"expirationSeconds":600}}' \
+    | node -e 'let s = ""; process.stdin.on("data", (c) => (s += c)).on("end", () => process.stdout.write(JSON.parse(s).status.token));' >"$dir/token"
+  cp "$PKI/ca.crt" "$dir/ca.crt"
+  printf '%s' "$NAMESPACE" >"$dir/namespace"
+  bash "$ROOT/scripts/ensure-venv.sh" >/dev/null
+  echo "service account $sa, worker pods $selector"
+  KUBERNETES_SERVICE_HOST=127.0.0.1 KUBERNETES_SERVICE_PORT="$API_PORT" \
+    "$ROOT/.venv/bin/python" "$HERE/oom_watch.py" --sa-dir "$dir" \
+    --server "https://127.0.0.1:$API_PORT" --ca "$PKI/ca.crt" --cert "$PKI/admin.crt" \
+    --key "$PKI/admin.key" --selector "$selector"
+}
+step "the runner's OOM watcher sees an OOMKilled worker container (as the runner's service account)" oom_watch
 
 step "pulumi preview --expect-no-changes (no perpetual diff)" \
   pulumi preview --expect-no-changes --diff "${ENGINE_FLAGS[@]}"

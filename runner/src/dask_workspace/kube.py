@@ -112,21 +112,35 @@ class PodOomWatcher:
         self.poll()
 
 
-def in_cluster() -> bool:
+def in_cluster(service_account_dir: pathlib.Path = SERVICE_ACCOUNT_DIR) -> bool:
     return (
-        bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and (SERVICE_ACCOUNT_DIR / "token").exists()
+        bool(os.environ.get("KUBERNETES_SERVICE_HOST")) and (service_account_dir / "token").exists()
     )
 
 
-def watcher_from_environment(*, selector: str, interval: float) -> PodOomWatcher | None:
-    """A watcher for the runner's own namespace when running in a pod; None elsewhere."""
-    if not in_cluster():
+def watcher_from_environment(
+    *,
+    selector: str,
+    interval: float,
+    service_account_dir: pathlib.Path = SERVICE_ACCOUNT_DIR,
+) -> PodOomWatcher | None:
+    """A watcher for the runner's own namespace when running in a pod; None elsewhere.
+
+    The pod's service account (its token, CA and namespace in ``service_account_dir``, the API
+    server in ``KUBERNETES_SERVICE_HOST``/``_PORT``) is what lists the pods, so the Role the
+    workspace gives the runner is what allows it.
+    """
+    if not in_cluster(service_account_dir):
         return None
     try:
-        from kubernetes import client, config
+        from kubernetes import client
+        from kubernetes.config.incluster_config import InClusterConfigLoader
 
-        config.load_incluster_config()
-        namespace = (SERVICE_ACCOUNT_DIR / "namespace").read_text().strip()
+        InClusterConfigLoader(
+            token_filename=str(service_account_dir / "token"),
+            cert_filename=str(service_account_dir / "ca.crt"),
+        ).load_and_set()
+        namespace = (service_account_dir / "namespace").read_text().strip()
         api = client.CoreV1Api()
     except Exception as exc:  # no permission / broken mount: run without the watcher
         logger.warning("cannot watch worker pods for OOM kills: %s", exc)
