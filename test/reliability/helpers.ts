@@ -136,3 +136,31 @@ export function tempDir(prefix: string): string {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A study run in the reliability stack's cgroup pods, with its summary and results folder. */
+export interface PodRun {
+  run: CliRun;
+  /** The `--summary` file, parsed (empty when the run wrote none). */
+  summary: Record<string, number | string | null | Record<string, number>>;
+  results: string;
+}
+
+/**
+ * `npm run local --config-file test/reliability/stacks/leak-1gi.yaml --study <study>` (1 pod × 2
+ * processes, 1Gi), with `--results` and `--summary` in `dir/<name>*`.
+ */
+export async function runInPods(
+  study: string,
+  dir: string,
+  name: string,
+  opts: Parameters<typeof runCli>[1] = {},
+): Promise<PodRun> {
+  const results = path.join(dir, `${name}-results`);
+  const summaryPath = path.join(dir, `${name}-summary.json`);
+  const args = ["--config-file", path.join(STACKS, "leak-1gi.yaml"), "--study", study];
+  const run = await runCli([...args, "--results", results, "--summary", summaryPath], opts);
+  const summary = fs.existsSync(summaryPath)
+    ? (JSON.parse(fs.readFileSync(summaryPath, "utf8")) as PodRun["summary"])
+    : {};
+  return { run, summary, results };
+}

@@ -22,7 +22,7 @@ import {
   leftovers,
   loadStackFile,
   ROOT,
-  runCli,
+  runInPods,
   sleep,
   STACKS,
   STUDIES,
@@ -40,23 +40,21 @@ const shmTables = () => fs.readdirSync(SHM_DIR).filter((n) => n.startsWith("leak
 
 describe("a leaking study in 1 pod × 2 processes (1Gi)", () => {
   it("completes with every group persisted once and 0 kernel OOM kills", async () => {
-    const results = path.join(tmp, "leak");
-    const summaryPath = path.join(tmp, "leak-summary.json");
     const before = shmTables();
     let sawRunner = false;
-    const run = await runCli(
-      ["--config-file", STACK, "--study", STUDY, "--results", results, "--summary", summaryPath],
-      {
-        // The workspace's defaults, nothing shortened: a worker paused for good by the leak is
-        // recycled by the runner at once (its unmanaged memory alone is above the pause
-        // threshold; bench/PAUSED-FOREVER.md has the measurements).
-        onLine: (l) => (sawRunner ||= l.includes("dask_workspace.runner")),
-      },
-    );
+    const {
+      run,
+      summary: s,
+      results,
+    } = await runInPods(STUDY, tmp, "leak", {
+      // The workspace's defaults, nothing shortened: a worker paused for good by the leak is
+      // recycled by the runner at once (its unmanaged memory alone is above the pause
+      // threshold; bench/PAUSED-FOREVER.md has the measurements).
+      onLine: (l) => (sawRunner ||= l.includes("dask_workspace.runner")),
+    });
     expect(run.stderr + run.stdout).toMatch(/podMemory 1Gi enforced by cgroup/);
     expect(run.code, run.stderr.slice(-3000)).toBe(0);
     expect(sawRunner).toBe(true);
-    const s = JSON.parse(fs.readFileSync(summaryPath, "utf8")) as Record<string, unknown>;
     expect(s).toMatchObject({ groups_total: 12, groups_persisted: 12, groups_failed: 0 });
     expect(s.pod_oom_kills).toBe(0);
     // The leak really filled the workers: they were recycled (by the runner when they paused for

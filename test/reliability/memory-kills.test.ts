@@ -11,34 +11,16 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { afterAll, expect, it } from "vitest";
-import {
-  aggregates,
-  leftovers,
-  removeKeptLogs,
-  runCli,
-  STACKS,
-  STUDIES,
-  tempDir,
-} from "./helpers.js";
+import { aggregates, leftovers, removeKeptLogs, runInPods, STUDIES, tempDir } from "./helpers.js";
 
 const tmp = tempDir("memory-kills-test-");
 afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
 it("counts nanny memory restarts, halves the window and grows it back, loses nothing", async () => {
-  const results = path.join(tmp, "results");
-  const summaryPath = path.join(tmp, "summary.json");
-  const run = await runCli([
-    "--config-file",
-    path.join(STACKS, "leak-1gi.yaml"),
-    "--study",
-    path.join(STUDIES, "leak", "spike.yaml"),
-    "--results",
-    results,
-    "--summary",
-    summaryPath,
-  ]);
+  const study = path.join(STUDIES, "leak", "spike.yaml");
+  const { run, summary, results } = await runInPods(study, tmp, "spike");
   expect(run.code, run.stderr.slice(-3000)).toBe(0);
-  const s = JSON.parse(fs.readFileSync(summaryPath, "utf8")) as Record<string, number>;
+  const s = summary as Record<string, number>;
   expect(s).toMatchObject({ groups_total: 16, groups_persisted: 16, groups_failed: 0 });
   // 8 replicates spike once each; spikes on the two processes can share a restart.
   expect(s.memory_restarts).toBeGreaterThanOrEqual(4);
