@@ -6,7 +6,12 @@ import pytest
 from conftest import run_study_cli, start_cluster, write_study
 
 from dask_workspace.results import read_results
-from dask_workspace.watchdog import paused_idle_since, stuck_workers, unmanaged_above_pause
+from dask_workspace.watchdog import (
+    paused_idle_since,
+    recyclable_now,
+    stuck_workers,
+    unmanaged_above_pause,
+)
 
 
 def test_paused_idle_since_tracks_only_idle_paused_workers():
@@ -51,6 +56,20 @@ def test_hopeless_workers_are_recycled_on_the_second_poll_not_after_the_wait():
     ]
     # Pausing off in the config: only the wait applies.
     assert stuck_workers(since, now=11.0, after=60.0, paused=paused, pause_fraction=None) == []
+
+
+def test_with_no_running_worker_recycle_one_then_wait_for_a_recipient():
+    due = ["a", "b"]
+    # Some worker runs: retiring hands results to it, so every due worker goes now.
+    assert recyclable_now(due, running=1, last_recycle=9.0, now=10.0) == ["a", "b"]
+    # All paused: one goes (its results are lost either way) ...
+    assert recyclable_now(due, running=0, last_recycle=None, now=10.0) == ["a"]
+    # ... and the next waits for a worker to run again (normally the restarted one),
+    assert recyclable_now(["b"], running=0, last_recycle=10.0, now=12.0) == []
+    assert recyclable_now(["b"], running=1, last_recycle=10.0, now=13.0) == ["b"]
+    # but not forever.
+    assert recyclable_now(["b"], running=0, last_recycle=10.0, now=41.0) == ["b"]
+    assert recyclable_now([], running=0, last_recycle=None, now=0.0) == []
 
 
 LEAK_STUDY = {"parameters": {"grid": {"x": [0, 1, 2, 3], "leak_mib": 80}}, "replicates": 2}

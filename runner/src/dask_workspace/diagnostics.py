@@ -184,6 +184,7 @@ class RunStatsPlugin(SchedulerPlugin):
             "threads": self.scheduler.total_nthreads,
             "memory_limit": sum(ws.memory_limit or 0 for ws in workers),
             "workers_paused": sum(1 for ws in workers if ws.status.name == "paused"),
+            "workers_running": sum(1 for ws in workers if ws.status.name == "running"),
             "paused": {
                 ws.address: {
                     "name": str(ws.name),

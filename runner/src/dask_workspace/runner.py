@@ -69,6 +69,7 @@ from dask_workspace.tasks import (
 )
 from dask_workspace.watchdog import (
     paused_idle_since,
+    recyclable_now,
     recycle_worker,
     stuck_workers,
     unmanaged_above_pause,
@@ -223,6 +224,7 @@ class StudyRunner:
         self.stats: dict[str, Any] | None = None
         self._trouble_seen = 0
         self._paused_since: dict[str, float] = {}
+        self._last_recycle: float | None = None
         self.paused_restarts = 0
         self._plugin_name = f"dask-workspace-{study.token}-{store.run_id}"
         # Completion futures of every group in flight; groups are added as they are admitted.
@@ -500,12 +502,18 @@ class StudyRunner:
         self._paused_since = paused_idle_since(stats.get("paused", {}), self._paused_since, now=now)
         paused = stats.get("paused", {})
         pause_fraction = stats.get("pause_fraction")
-        for address in stuck_workers(
+        due = stuck_workers(
             self._paused_since,
             now=now,
             after=after,
             paused=paused,
             pause_fraction=pause_fraction,
+        )
+        for address in recyclable_now(
+            due,
+            running=stats.get("workers_running", 0),
+            last_recycle=self._last_recycle,
+            now=now,
         ):
             info = paused[address]
             hopeless = unmanaged_above_pause(info, pause_fraction)
@@ -526,6 +534,7 @@ class StudyRunner:
                 )
                 self.client.run(recycle_worker, workers=[address], wait=False)
                 self.paused_restarts += 1
+                self._last_recycle = now
             except Exception as exc:  # the worker may be gone already
                 logger.warning("could not recycle %s: %s", address, exc)
             del self._paused_since[address]

@@ -78,6 +78,34 @@ def stuck_workers(
     )
 
 
+def recyclable_now(
+    candidates: list[str],
+    *,
+    running: int,
+    last_recycle: float | None,
+    now: float,
+    handover_wait: float = 30.0,
+) -> list[str]:
+    """Which of the workers due for recycling to recycle at this poll.
+
+    Retiring a worker hands its results to a running worker. When no worker is running (all
+    paused), there is nowhere to hand them, so they are lost and recomputed: then recycle one
+    worker, and wait (up to ``handover_wait`` seconds) until a worker runs again -- normally the
+    recycled one, restarted -- so the next one's results can move to it.
+
+    Args:
+        candidates: workers due for recycling (``stuck_workers``).
+        running: workers running now (not paused, not closing).
+        last_recycle: when the runner last recycled a worker (monotonic seconds), or None.
+        now: the current time (monotonic seconds).
+    """
+    if running > 0 or not candidates:
+        return list(candidates)
+    if last_recycle is not None and now - last_recycle < handover_wait:
+        return []
+    return list(candidates[:1])
+
+
 async def recycle_worker(dask_worker: Any) -> None:
     """Runs on the worker (``Client.run``): retire gracefully, then the nanny restarts it."""
     await dask_worker.close_gracefully(restart=True, reason="paused-without-progress")
