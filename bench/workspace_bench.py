@@ -819,20 +819,24 @@ def main() -> int:
             return out
 
         def start(stack: str, tag: str) -> tuple[Workspace, dict[str, Any]]:
+            (work / tag).mkdir()
             ws = Workspace(work=work / tag, stack=stack)
             spec = {**ws.spec, "slots": ws.slots}
             spec.pop("daskConfigYaml")
             logger.info("workspace %s up: %s, %d slots", stack, ws.address, ws.slots)
-            # Warm-up: imports on every worker process, so no mode pays for them.
-            run_runner(
-                ws,
-                work,
-                f"warm-{tag}",
-                study_doc(groups=8, median=0.01, sigma=0, reps=8),
-            )
+            try:
+                # Warm-up: imports on every worker process, so no mode pays for them.
+                run_runner(
+                    ws,
+                    work,
+                    f"warm-{tag}",
+                    study_doc(groups=8, median=0.01, sigma=0, reps=8),
+                )
+            except BaseException:
+                ws.stop()
+                raise
             return ws, spec
 
-        (work / "modes").mkdir()
         ws, res["modes_workspace"] = start(a.modes_stack, "modes")
         try:
             res["modes"] = {
@@ -848,7 +852,6 @@ def main() -> int:
             }
         finally:
             ws.stop()
-        (work / "local").mkdir()
         ws, res["workspace"] = start(a.stack, "local")
         try:
             res["small_modes"] = {

@@ -67,11 +67,10 @@ class RunStatsPlugin(SchedulerPlugin):
         self.memory_restarts = 0
         # A nanny memory restart also removes the worker (an unexpected remove-worker event);
         # the two events travel on different connections, so either may come first. Workers
-        # restarted for memory whose removal has not been seen yet, and workers removed (counted
-        # as deaths) whose memory restart may still arrive, so one restart is not also a death.
-        # Workers the runner's watchdog is recycling are added too: when their results cannot
-        # be handed over (every other worker paused), their removal is unexpected as well.
-        self._restarted: set[str] = set()
+        # whose removal is accounted for already (memory restarts, and the runner's recycles:
+        # ``expect_removal``) until that removal is seen, and workers removed (counted as deaths)
+        # whose memory restart may still arrive, so one restart is not also a death.
+        self._accounted: set[str] = set()
         self._died: deque[str] = deque(maxlen=64)
         self.recent_events: deque[dict[str, Any]] = deque(maxlen=20)
         self._no_workers_since: float | None = None if scheduler.workers else self.started
@@ -142,16 +141,13 @@ class RunStatsPlugin(SchedulerPlugin):
                 self._died.remove(worker)  # its removal was counted as a death: it was not one
                 self.worker_deaths -= 1
             elif worker is not None:
-                self._restarted.add(worker)
-        elif (
-            topic == "all"
-            and isinstance(msg, dict)
-            and msg.get("action") == "remove-worker"
-            and not msg.get("expected")
-        ):
+                self.expect_removal(worker)
+        elif topic == "all" and isinstance(msg, dict) and msg.get("action") == "remove-worker":
             worker = msg.get("worker")
-            if worker in self._restarted:
-                self._restarted.discard(worker)  # the nanny's memory restart, counted already
+            if worker in self._accounted:
+                self._accounted.discard(worker)  # a memory restart or a recycle, counted already
+                return
+            if msg.get("expected"):
                 return
             self.worker_deaths += 1
             if worker is not None:
@@ -159,6 +155,11 @@ class RunStatsPlugin(SchedulerPlugin):
             self.recent_events.append(
                 {"time": time.time(), "event": "worker-died", "worker": worker}
             )
+
+    def expect_removal(self, address: str) -> None:
+        """The removal of ``address`` is accounted for elsewhere (a memory restart, or a recycle
+        by the runner, counted as ``paused_restarts``): not a worker death."""
+        self._accounted.add(address)
 
     # -- reading ----------------------------------------------------------------------------
 
@@ -210,7 +211,7 @@ def mark_recycling(dask_scheduler: Scheduler, name: str, address: str) -> bool:
     plugin = dask_scheduler.plugins.get(name)
     if not isinstance(plugin, RunStatsPlugin):
         return False
-    plugin._restarted.add(address)
+    plugin.expect_removal(address)
     return True
 
 

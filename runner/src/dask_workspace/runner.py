@@ -499,8 +499,8 @@ class StudyRunner:
         after = self.settings.paused_restart_after
         if after is None:
             return
-        self._paused_since = paused_idle_since(stats.get("paused", {}), self._paused_since, now=now)
         paused = stats.get("paused", {})
+        self._paused_since = paused_idle_since(paused, self._paused_since, now=now)
         pause_fraction = stats.get("pause_fraction")
         due = stuck_workers(
             self._paused_since,
