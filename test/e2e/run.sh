@@ -32,8 +32,14 @@ fail() {
 # --- tools ------------------------------------------------------------------------------------
 bash "$ROOT/scripts/ensure-node.sh"
 say "tools"
-bash "$HERE/tools.sh" || fail "the e2e tools are not ready (see above; docs/e2e.md explains each one)"
+bash "$HERE/tools.sh" || fail "the e2e tools could not be built (see above; docs/e2e.md explains each one)"
 eval "$(bash "$HERE/tools.sh" --env)"
+echo "language host: $E2E_LANGHOST"
+echo "kubernetes provider: $E2E_PROVIDER"
+# Our test language host's own unit tests (real gRPC, real node), whichever host this run uses.
+say "language host unit tests (go test ./test/e2e/langhost)"
+(cd "$HERE/langhost" && GOTOOLCHAIN=local GOFLAGS=-buildvcs=false GOCACHE="${DASK_WORKSPACE_CACHE:-$HOME/.cache/dask-workspace}/go-build" \
+  GONOSUMDB=github.com/pulumi/pulumi go test -count=1 ./...) || fail "the language host's unit tests failed"
 CACHE="${DASK_WORKSPACE_CACHE:-$HOME/.cache/dask-workspace}"
 BIN="$CACHE/bin"
 TSX="$ROOT/node_modules/.bin/tsx"
@@ -418,6 +424,8 @@ fi
 echo "stack empty; namespace $NAMESPACE gone from the cluster"
 
 say "summary"
+echo "language host: $E2E_LANGHOST"
+echo "kubernetes provider: $E2E_PROVIDER"
 echo "pulumi $PULUMI_VERSION_OUT, pulumi-language-nodejs $(pulumi-language-nodejs -version 2>/dev/null || echo '?')," \
   "kube-apiserver $KUBE_SERVER_VERSION, $("$BIN/etcd" --version | head -n 1), kwok $("$BIN/kwok" --version | cut -d' ' -f3)"
 for t in "${STEP_TIMES[@]}"; do echo "  $t"; done

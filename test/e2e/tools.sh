@@ -1,27 +1,33 @@
 #!/usr/bin/env bash
-# Provides the tools for `npm run test:e2e`, cached outside the repository.
+# Provides the tools for `npm run test:e2e`, built from package registries alone and cached outside
+# the repository.
 #
-#   bash test/e2e/tools.sh           build or find every tool; rebuild only what a pin changed
-#   bash test/e2e/tools.sh --check   builds nothing; exit 0 when every tool is ready, 1 when only
-#                                    tools that this script builds are missing (or stale), 2 when a
-#                                    tool it cannot build is missing (or Go is)
-#   bash test/e2e/tools.sh --env     print `export` lines (PATH, PULUMI_HOME) for the cached tools
+#   bash test/e2e/tools.sh           build what is missing (in parallel); rebuild only what a pin or
+#                                    its source changed; exit non-zero with the reason when a build fails
+#   bash test/e2e/tools.sh --check   builds nothing; exit 0 when every tool is ready, 1 when some must
+#                                    still be built, 2 when they cannot be (no Go toolchain)
+#   bash test/e2e/tools.sh --env     print `export` lines (PATH, PULUMI_HOME, E2E_LANGHOST,
+#                                    E2E_PROVIDER) for the tools this run uses
 #
-# Built with the Go toolchain from the Go module proxy (our machines reach no other download host):
+# Everything is built with the Go toolchain from the Go module proxy (our machines reach no other
+# download host):
 #   - pulumi (the CLI), pinned to package.json's @pulumi/pulumi;
 #   - kube-apiserver, kube-controller-manager, kube-scheduler (k8s.io/kubernetes) and etcd (the
 #     go.etcd.io/etcd/server/v3 version that Kubernetes itself pins), from one throwaway module;
-#   - kwok (simulated nodes, so pods become Ready and `pulumi up` awaits real rollouts).
-# Found, not built: the Node.js language host `pulumi-language-nodejs` and the Kubernetes provider
-# plugin `pulumi-resource-kubernetes`. The Go module proxy serves neither module (it answers
-# "403 This module version is not available"), so they come from the cache's bin/ (placed there
-# by hand), from $PATH (an official Pulumi install), or, for the provider, from
-# `pulumi plugin install` where the plugin host is reachable.
+#   - kwok (simulated nodes, so pods become Ready and `pulumi up` awaits real rollouts);
+#   - the Kubernetes provider plugin pulumi-resource-kubernetes, from the one version of
+#     github.com/pulumi/pulumi-kubernetes/provider/v4 the proxy serves (a pseudo-version that is
+#     exactly the v4.25.0 tag; every tagged version is refused), used only when no official
+#     provider at @pulumi/kubernetes's version is installed;
+#   - our own test-only Node.js language host (test/e2e/langhost), used only when no official
+#     pulumi-language-nodejs is installed. The proxy serves no official host that fits.
+# docs/e2e.md says what each one is and what ours does not do.
 #
-# Environment: DASK_WORKSPACE_CACHE (default ~/.cache/dask-workspace).
+# Environment: DASK_WORKSPACE_CACHE (default ~/.cache/dask-workspace); E2E_BUILD_SERIAL=1 builds one
+# tool after another instead of all at once; E2E_KEEP_GOCACHE=1 keeps Go's build cache after a build.
 set -euo pipefail
 
-ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 CACHE="${DASK_WORKSPACE_CACHE:-$HOME/.cache/dask-workspace}"
 BIN="$CACHE/bin"
 STAMPS="$CACHE/stamps"
@@ -35,6 +41,15 @@ PULUMI_VERSION="$(node -p 'require(process.argv[1]).dependencies["@pulumi/pulumi
 K8S_PROVIDER_VERSION="$(node -p 'require(process.argv[1]).dependencies["@pulumi/kubernetes"]' "$ROOT/package.json")"
 KUBE_VERSION="1.36.3"
 KWOK_VERSION="0.8.0"
+# The Kubernetes provider: the proxy refuses every tagged version of provider/v4 and serves this
+# pseudo-version, whose commit is the v4.25.0 tag. Pinned, so every build is the same program.
+PROVIDER_MODULE_VERSION="v4.0.0-20260115033456-f47bc2d6f199"
+PROVIDER_BUILT_VERSION="4.25.0"
+LANGHOST_SRC="$ROOT/test/e2e/langhost"
+# Where the two fallbacks live: on PATH only when they are the ones chosen (an ambient plugin on
+# PATH wins over Pulumi's plugin cache, so an official provider must not be shadowed by ours).
+LANGHOST_BIN="$CACHE/langhost/bin"
+PROVIDER_BIN="$CACHE/provider/bin"
 
 # The pulumi pkg/v3 release is newer than the checksum database's copy (its lookup answers 404), so
 # the module proxy alone vouches for github.com/pulumi/pulumi modules; everything else is checked.
@@ -42,21 +57,15 @@ export GONOSUMDB="github.com/pulumi/pulumi"
 # Two parallel compiles: this is a 2-core machine shared with other work.
 export GOFLAGS="-buildvcs=false -p=${E2E_GO_PARALLEL:-2}"
 export GOTOOLCHAIN=local
+# A build cache of our own, emptied after each successful build round (E2E_KEEP_GOCACHE=1 keeps it),
+# so the e2e tools never leave gigabytes behind; its peak size is logged in logs/build-times.log.
+export GOCACHE="$CACHE/go-build"
 
 MODE="${1:-ensure}"
 
 log() { echo "e2e-tools: $*" >&2; }
 
 go_version() { go env GOVERSION 2>/dev/null || echo "no-go"; }
-
-# stamp_ok NAME WANT: true when the recorded stamp equals WANT and every listed binary exists.
-stamp_ok() {
-  local name="$1" want="$2"
-  shift 2
-  [[ -f "$STAMPS/$name" && "$(cat "$STAMPS/$name")" == "$want" ]] || return 1
-  local b
-  for b in "$@"; do [[ -x "$BIN/$b" ]] || return 1; done
-}
 
 write_stamp() { mkdir -p "$STAMPS" && echo "$2" >"$STAMPS/$1"; }
 
@@ -146,63 +155,113 @@ build_kwok() {
   } >"$SHARE/kwok-stages.yaml"
 }
 
-# --- plugins the proxy does not serve ---------------------------------------------------------
-# find_plugin NAME: prints the path of NAME from the cache's bin/ or $PATH, or nothing.
-find_plugin() {
-  if [[ -x "$BIN/$1" ]]; then
-    echo "$BIN/$1"
-  elif command -v "$1" >/dev/null 2>&1; then
-    command -v "$1"
-  fi
+# --- the Kubernetes provider plugin -------------------------------------------------------------
+# The module's own go.mod points its SDK at ../sdk (a `replace` that only applies inside its
+# repository) and its main package embeds a generated schema-embed.json. So: copy the small main
+# package into a throwaway module, generate the embedded files with the package's own generate.go
+# (VERSION sets the schema's version), and build with the version the plugin reports.
+provider_stamp() { echo "provider=$PROVIDER_MODULE_VERSION as $PROVIDER_BUILT_VERSION recipe=1 $(go_version)"; }
+build_provider() {
+  local dir="$BUILD/provider" mod="github.com/pulumi/pulumi-kubernetes/provider/v4" src
+  rm -rf "$dir" && mkdir -p "$dir" "$PROVIDER_BIN"
+  (
+    cd "$dir"
+    src="$(go mod download -json "$mod@$PROVIDER_MODULE_VERSION" | node -e '
+      let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).Dir));')"
+    cp "$src/cmd/pulumi-resource-kubernetes/"{main.go,generate.go,schema.json,terraform-mapping.json} .
+    chmod u+w ./*
+    printf 'module dask-workspace.local/e2e-tools/provider\n\ngo 1.26\n' >go.mod
+    go get "$mod@$PROVIDER_MODULE_VERSION"
+    go mod tidy
+    VERSION="$PROVIDER_BUILT_VERSION" go run generate.go
+    go build -trimpath \
+      -ldflags "-s -w -X $mod/pkg/version.Version=$PROVIDER_BUILT_VERSION" \
+      -o "$PROVIDER_BIN/pulumi-resource-kubernetes" .
+  )
 }
 
-provider_installed() {
-  [[ -n "$(find_plugin pulumi-resource-kubernetes)" ]] && return 0
-  [[ -x "$BIN/pulumi" ]] || return 1
+# --- our test language host -----------------------------------------------------------------------
+# Keyed by its source: any edit to test/e2e/langhost rebuilds it.
+langhost_stamp() {
+  echo "langhost=$(cat "$LANGHOST_SRC"/go.mod "$LANGHOST_SRC"/go.sum "$LANGHOST_SRC"/*.go | sha256sum | cut -c1-16) $(go_version)"
+}
+build_langhost() {
+  mkdir -p "$LANGHOST_BIN"
+  (cd "$LANGHOST_SRC" && go build -trimpath -ldflags "-s -w" -o "$LANGHOST_BIN/pulumi-language-nodejs" .)
+}
+
+# --- official plugins, when installed ------------------------------------------------------------
+# official_on_path NAME: an executable NAME on PATH that is not one of our own fallbacks, or in the
+# cache's bin/ (placed there by hand, as before this script could build them).
+official_on_path() {
+  if [[ -x "$BIN/$1" ]]; then
+    echo "$BIN/$1"
+    return
+  fi
+  local dir
+  local IFS=:
+  for dir in $PATH; do
+    [[ "$dir" == "$LANGHOST_BIN" || "$dir" == "$PROVIDER_BIN" ]] && continue
+    if [[ -x "$dir/$1" ]]; then
+      echo "$dir/$1"
+      return
+    fi
+  done
+}
+
+# official_provider: where an official provider at @pulumi/kubernetes's version is, or nothing.
+official_provider() {
+  local p
+  p="$(official_on_path pulumi-resource-kubernetes)"
+  if [[ -n "$p" ]]; then
+    echo "$p"
+    return
+  fi
+  [[ -x "$BIN/pulumi" ]] || return 0
   PULUMI_HOME="$PULUMI_HOME_DIR" "$BIN/pulumi" plugin ls --json 2>/dev/null | node -e '
     let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
       const want = process.argv[1];
-      const ok = JSON.parse(s || "[]").some((p) => p.name === "kubernetes" && p.kind === "resource" && p.version === want);
-      process.exit(ok ? 0 : 1);
+      const p = JSON.parse(s || "[]").find((p) => p.name === "kubernetes" && p.kind === "resource" && p.version === want);
+      if (p) console.log(`${p.path ?? "plugin cache"} (pulumi plugin install, v${want})`);
     });' "$K8S_PROVIDER_VERSION"
-}
-
-ensure_plugins() {
-  local missing=0 lang lang_version
-  lang="$(find_plugin pulumi-language-nodejs)"
-  if [[ -n "$lang" ]]; then
-    lang_version="$("$lang" -version 2>/dev/null || echo unknown)"
-    if [[ "$lang_version" != "v$PULUMI_VERSION" ]]; then
-      log "note: $lang is $lang_version, the CLI is v$PULUMI_VERSION (mixed versions usually work)."
-    fi
-  else
-    log "missing: pulumi-language-nodejs v$PULUMI_VERSION (the Node.js language host)."
-    log "  The Go module proxy does not serve github.com/pulumi/pulumi/sdk/nodejs/cmd/pulumi-language-nodejs/v3"
-    log "  (403: This module version is not available). An official Pulumi install ships it next to"
-    log "  the pulumi binary: put that directory on PATH, or copy the binary to $BIN/."
-    missing=1
-  fi
-  if ! provider_installed; then
-    if [[ "$MODE" == "ensure" && -x "$BIN/pulumi" ]]; then
-      log "installing the kubernetes provider plugin v$K8S_PROVIDER_VERSION with 'pulumi plugin install'"
-      PULUMI_HOME="$PULUMI_HOME_DIR" timeout 300 "$BIN/pulumi" plugin install resource kubernetes \
-        "$K8S_PROVIDER_VERSION" >&2 || true
-    fi
-    if ! provider_installed; then
-      log "missing: pulumi-resource-kubernetes v$K8S_PROVIDER_VERSION (the Kubernetes provider plugin)."
-      log "  The Go module proxy does not serve github.com/pulumi/pulumi-kubernetes/provider/v4"
-      log "  (403: This module version is not available) and the plugin download host is unreachable"
-      log "  here. Where it is reachable: PULUMI_HOME=$PULUMI_HOME_DIR pulumi plugin install resource"
-      log "  kubernetes $K8S_PROVIDER_VERSION; or copy a pulumi-resource-kubernetes binary to $BIN/."
-      missing=1
-    fi
-  fi
-  return "$missing"
 }
 
 print_env() {
   echo "export PATH=\"$BIN:\$PATH\""
   echo "export PULUMI_HOME=\"$PULUMI_HOME_DIR\""
+  local lang provider
+  lang="$(official_on_path pulumi-language-nodejs)"
+  if [[ -n "$lang" ]]; then
+    echo "export E2E_LANGHOST=\"official: $lang ($("$lang" -version 2>/dev/null || echo '?'))\""
+  else
+    echo "export PATH=\"$LANGHOST_BIN:\$PATH\""
+    echo "export E2E_LANGHOST=\"ours (test/e2e/langhost, test-only): $LANGHOST_BIN/pulumi-language-nodejs ($("$LANGHOST_BIN/pulumi-language-nodejs" -version 2>/dev/null || echo 'not built'))\""
+  fi
+  provider="$(official_provider)"
+  if [[ -n "$provider" ]]; then
+    echo "export E2E_PROVIDER=\"official: $provider\""
+  else
+    echo "export PATH=\"$PROVIDER_BIN:\$PATH\""
+    echo "export E2E_PROVIDER=\"built here: $PROVIDER_BIN/pulumi-resource-kubernetes v$PROVIDER_BUILT_VERSION from provider/v4@$PROVIDER_MODULE_VERSION (the SDK is @pulumi/kubernetes $K8S_PROVIDER_VERSION: expect a version-mismatch warning)\""
+  fi
+}
+
+dir_mib() { du -sm "$1" 2>/dev/null | cut -f1 || echo 0; }
+
+# run_build NAME WANT FN: one build with its log, its time, and its stamp on success.
+run_build() {
+  local name="$1" want="$2" fn="$3" t0 secs
+  t0=$(date +%s)
+  if "$fn" >"$LOGS/$name.log" 2>&1; then
+    secs=$(($(date +%s) - t0))
+    echo "$(date -u +%FT%TZ) $name $secs s ($want)" >>"$LOGS/build-times.log"
+    write_stamp "$name" "$want"
+    log "built $name in ${secs}s"
+  else
+    log "building $name failed after $(($(date +%s) - t0))s; the end of $LOGS/$name.log:"
+    tail -n 25 "$LOGS/$name.log" >&2
+    return 1
+  fi
 }
 
 main() {
@@ -215,46 +274,74 @@ main() {
     log "the Go toolchain is needed to build the e2e tools (go1.26 or newer on PATH)."
     return 2
   fi
-  local ready=0
   local -a steps=(
-    "pulumi|$(pulumi_stamp)|build_pulumi|pulumi"
-    "kube|$(kube_stamp)|build_kube|kube-apiserver kube-controller-manager kube-scheduler etcd"
-    "kwok|$(kwok_stamp)|build_kwok|kwok"
+    "pulumi|$(pulumi_stamp)|build_pulumi|$BIN/pulumi"
+    "kube|$(kube_stamp)|build_kube|$BIN/kube-apiserver $BIN/kube-controller-manager $BIN/kube-scheduler $BIN/etcd"
+    "kwok|$(kwok_stamp)|build_kwok|$BIN/kwok $SHARE/kwok-stages.yaml"
   )
-  local step name want fn bins
-  for step in "${steps[@]}"; do
-    IFS='|' read -r name want fn bins <<<"$step"
-    # shellcheck disable=SC2086 # bins is a space-separated list of binary names
-    if stamp_ok "$name" "$want" $bins && { [[ "$name" != kwok ]] || [[ -f "$SHARE/kwok-stages.yaml" ]]; }; then
-      continue
-    fi
-    if [[ "$MODE" == "--check" ]]; then
-      log "not built: $name ($want)"
-      ready=1
-      continue
-    fi
-    log "building $name ($want); log: $LOGS/$name.log"
-    local t0 secs
-    t0=$(date +%s)
-    if "$fn" >"$LOGS/$name.log" 2>&1; then
-      secs=$(($(date +%s) - t0))
-      echo "$(date -u +%FT%TZ) $name $secs s ($want)" >>"$LOGS/build-times.log"
-      log "built $name in ${secs}s"
-      write_stamp "$name" "$want"
-    else
-      log "building $name failed; the end of $LOGS/$name.log:"
-      tail -n 20 "$LOGS/$name.log" >&2
-      ready=1
-    fi
-  done
-  # A missing plugin outranks a missing build: no build here can provide it.
-  ensure_plugins || ready=2
-  if [[ "$ready" == 0 ]]; then
-    log "ready: pulumi v$PULUMI_VERSION, kube v$KUBE_VERSION, kwok v$KWOK_VERSION in $BIN;" \
-      "language host $(find_plugin pulumi-language-nodejs);" \
-      "kubernetes provider $(find_plugin pulumi-resource-kubernetes || true)"
+  # The two plugins are built only when no official one is installed.
+  if [[ -z "$(official_provider)" ]]; then
+    steps+=("provider|$(provider_stamp)|build_provider|$PROVIDER_BIN/pulumi-resource-kubernetes")
   fi
-  return "$ready"
+  if [[ -z "$(official_on_path pulumi-language-nodejs)" ]]; then
+    steps+=("langhost|$(langhost_stamp)|build_langhost|$LANGHOST_BIN/pulumi-language-nodejs")
+  fi
+  local step name want fn files f todo=()
+  for step in "${steps[@]}"; do
+    IFS='|' read -r name want fn files <<<"$step"
+    local ok=1
+    [[ -f "$STAMPS/$name" && "$(cat "$STAMPS/$name")" == "$want" ]] || ok=0
+    for f in $files; do [[ -e "$f" ]] || ok=0; done
+    ((ok)) && continue
+    log "not built: $name ($want)"
+    todo+=("$step")
+  done
+  if [[ "$MODE" == "--check" ]]; then
+    ((${#todo[@]} == 0)) || return 1
+    return 0
+  fi
+  if ((${#todo[@]} > 0)); then
+    local t0=$(date +%s) failed=0 pids=() names=() peak=0 size
+    log "building ${#todo[@]} tool(s) $([[ "${E2E_BUILD_SERIAL:-0}" == 1 ]] && echo 'one after another' || echo 'at once'); logs in $LOGS/"
+    for step in "${todo[@]}"; do
+      IFS='|' read -r name want fn files <<<"$step"
+      if [[ "${E2E_BUILD_SERIAL:-0}" == 1 ]]; then
+        run_build "$name" "$want" "$fn" || failed=1
+      else
+        run_build "$name" "$want" "$fn" &
+        pids+=("$!")
+        names+=("$name")
+      fi
+    done
+    # While parallel builds run, sample the build cache's size for the log.
+    while ((${#pids[@]} > 0)); do
+      local i alive=()
+      for i in "${!pids[@]}"; do
+        if kill -0 "${pids[$i]}" 2>/dev/null; then alive+=("$i"); else wait "${pids[$i]}" || failed=1; unset "pids[$i]"; fi
+      done
+      size=$(dir_mib "$GOCACHE")
+      ((size > peak)) && peak=$size
+      ((${#alive[@]} == 0)) && break
+      sleep 10
+    done
+    size=$(dir_mib "$GOCACHE")
+    ((size > peak)) && peak=$size
+    echo "$(date -u +%FT%TZ) round ${#todo[@]} tool(s) $(($(date +%s) - t0)) s; Go build cache peak ${peak} MiB, module cache $(dir_mib "$(go env GOMODCACHE)") MiB" >>"$LOGS/build-times.log"
+    log "build round took $(($(date +%s) - t0))s; Go build cache peak ${peak} MiB"
+    if ((failed)); then
+      log "a build failed (see above); the e2e cannot run"
+      return 1
+    fi
+    if [[ "${E2E_KEEP_GOCACHE:-0}" != 1 ]]; then
+      go clean -cache
+      log "emptied the Go build cache $GOCACHE (E2E_KEEP_GOCACHE=1 keeps it)"
+    fi
+  fi
+  eval "$(print_env)"
+  log "ready: pulumi v$PULUMI_VERSION, kube v$KUBE_VERSION, kwok v$KWOK_VERSION in $BIN"
+  log "  language host: $E2E_LANGHOST"
+  log "  kubernetes provider: $E2E_PROVIDER"
+  return 0
 }
 
 main
