@@ -372,6 +372,10 @@ class ResultStore:
             parts=len(entries),
         )
 
+    def read_entries(self) -> list[ManifestEntry]:
+        """The committed manifest entries, oldest first (reads only; changes nothing)."""
+        return self._read_manifest()
+
     def _read_manifest(self) -> list[ManifestEntry]:
         entries: list[ManifestEntry] = []
         seen: set[int] = set()
