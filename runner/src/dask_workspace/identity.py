@@ -79,7 +79,9 @@ def refusal(check: CodeCheck, *, results: str, study_dir: str) -> str:
     )
 
 
-def enforce(*, store: Any, bundle: Bundle, allow_code_change: bool, results: str) -> CodeCheck:
+def enforce(
+    *, store: Any, bundle: Bundle, allow_code_change: bool, results: str, reason: str = ""
+) -> CodeCheck:
     """Refuses (exit 2) a resume with other code unless allowed; records this bundle.
 
     Raises:
@@ -92,11 +94,13 @@ def enforce(*, store: Any, bundle: Bundle, allow_code_change: bool, results: str
         if not allow_code_change:
             raise UsageError([Problem("--results", message)])
         logger.warning(
-            "code changed since the results in %s were made (%s -> %s); going on because of "
-            "--allow-code-change: the groups already persisted stay as they are",
+            "code changed since the results in %s were made (%s -> %s%s); going on because of "
+            "%s: the groups already persisted stay as they are",
             results,
             short_hash(check.recorded),
             short_hash(check.current),
+            "" if not check.changed else f": {', '.join(check.changed[:MAX_NAMED])}",
+            reason or "--allow-code-change",
         )
     store.bundle_hash = bundle.hash
     rel = f"{LISTINGS_DIR}/{bundle.hash}.json"

@@ -769,8 +769,10 @@ def run_study(
         identity.enforce(
             store=store,
             bundle=bundle,
-            allow_code_change=settings.allow_code_change,
+            # A retry after a fix runs with the fixed code: that is what it is for.
+            allow_code_change=settings.allow_code_change or retry_failed,
             results=results,
+            reason="--allow-code-change" if settings.allow_code_change else retry.RETRY_FLAG,
         )
         activate_locally(bundle.study_dir)
     line = retry.resume_line(
@@ -800,7 +802,7 @@ def run_study(
             message=retry.nothing_to_do(failed=len(resume.failed))
             + (f"\n{retry.failure_hint(results=results, argv=argv)}" if resume.failed else ""),
         )
-        logger.info("%s", summary.message)
+        logger.info("%s", summary.message.splitlines()[0])
         _write_summary(summary_path, summary)
         return summary
 
