@@ -6,6 +6,7 @@ traceback. See ``dask_workspace.errors`` for every exit code.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -161,6 +162,11 @@ def run(
     table), 4 the cluster cannot run the study, 5 writing results failed, 130/143 interrupted.
     """
     _setup_logging(log_level)
+    if summary_path:
+        # The summary file describes this run or does not exist: a stale one from an earlier
+        # run must not be read as the result of a run that stopped on bad input.
+        with contextlib.suppress(OSError):
+            os.unlink(summary_path)
     from dask_workspace.config import load_settings
     from dask_workspace.runner import run_study
     from dask_workspace.study import load_study

@@ -66,7 +66,7 @@ class RunnerSettings:
     #: Resume a location whose results were made with other code (another bundle hash).
     allow_code_change: bool = False
     #: Give up after refused connections for this long (outside Kubernetes).
-    connect_refused_timeout: float = 5.0
+    connect_refused_timeout: float = 3.0
 
 
 def _positive_int(value: Any) -> int:

@@ -2,7 +2,7 @@
 
 ``distributed.Client`` retries a refused connection until its timeout (60 s). Outside
 Kubernetes a refused connection means nothing listens there (a wrong port, a workspace that is
-not up), so the runner gives up after ``workspace.runner.connect-refused-timeout`` (5 s) with the
+not up), so the runner gives up after ``workspace.runner.connect-refused-timeout`` (3 s) with the
 address it tried. In a Kubernetes pod the scheduler may still be starting (a Service without
 ready endpoints refuses connections), so the full ``connect-timeout`` applies there.
 """

@@ -666,7 +666,7 @@ def _wait_for_any_worker(client: Client, *, timeout: float) -> bool:
         time.sleep(0.5)
 
 
-def connect(address: str, *, timeout: float, refused_timeout: float = 5.0) -> Client:
+def connect(address: str, *, timeout: float, refused_timeout: float = 3.0) -> Client:
     """A client for the scheduler, or ClusterError with the address and what to check (in
     seconds when nothing listens there, see ``dask_workspace.connect``)."""
     grace = refused_grace(
