@@ -183,6 +183,11 @@ def write_study(path: pathlib.Path, **fields: Any) -> pathlib.Path:
         "seed": 7,
     }
     doc.update(fields)
+    # The study gets a folder of its own (its bundle): summaries and other files the tests write
+    # beside ``path`` must not change the study's code hash between runs.
+    folder = path.parent / f"{path.stem}-study"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / path.name
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 

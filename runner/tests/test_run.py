@@ -240,4 +240,6 @@ def test_bad_input_exits_2_with_the_field_and_no_traceback(cluster, tmp_path):
         ],
     )
     assert result.exit_code == 2, result.output
-    assert "model: cannot import no_such_module_xyz:simulate on worker" in result.output
+    assert "model: module 'no_such_module_xyz' not found" in result.output
+    assert "beside the study file" in result.output and "npm run images:build" in result.output
+    assert "(on worker tcp://" in result.output

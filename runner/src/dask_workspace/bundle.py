@@ -264,6 +264,26 @@ def build_bundle(*, study_file: str | os.PathLike[str]) -> Bundle:
     )
 
 
+def written_inside(bundle: Bundle, path: str | os.PathLike[str]) -> bool:
+    """Whether a file the run writes (``--summary``) would land in the bundle: inside the study
+    folder, not hidden, and not left out by the ignore files."""
+    target = pathlib.Path(os.path.abspath(path))
+    try:
+        rel = target.relative_to(bundle.study_dir).as_posix()
+    except ValueError:
+        return False
+    parts = rel.split("/")
+    if any(p.startswith(".") or p in ALWAYS_SKIPPED_DIRS for p in parts):
+        return False
+    rules = _read_rules(DEFAULT_IGNORE_FILE, required=True) + _read_rules(
+        bundle.study_dir / STUDY_IGNORE_FILE, required=False
+    )
+    last = len(parts) - 1
+    return not any(
+        is_ignored(rules, rel="/".join(parts[: i + 1]), is_dir=i < last) for i in range(last + 1)
+    )
+
+
 def format_listing(bundle: Bundle) -> str:
     """The human form of ``python -m dask_workspace bundle``."""
     lines = [f"study folder {bundle.study_dir}"]

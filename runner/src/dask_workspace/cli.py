@@ -206,6 +206,17 @@ def run(
             bundle = build_bundle(study_file=study)
         except UsageError as err:
             problems.extend(err.problems)
+    if bundle is not None and summary_path:
+        from dask_workspace.bundle import written_inside
+
+        if written_inside(bundle, summary_path):
+            logger.warning(
+                "--summary %s is inside the study folder: it becomes part of the study bundle "
+                "and changes its code hash on every run (a resume would be refused). Write it "
+                "elsewhere, or add its name to %s/.studyignore",
+                summary_path,
+                bundle.study_dir,
+            )
     if problems or loaded is None:
         _fail(UsageError(problems))
         return
