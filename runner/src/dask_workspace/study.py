@@ -1,6 +1,6 @@
 """Study files: parsing, validation and the list of groups.
 
-A study (YAML or JSON, see ARCHITECTURE.md "Study contract")::
+A study (YAML or JSON, see runner/README.md "Study files")::
 
     name: sir-grid
     model: dask_workspace.examples.sir:simulate
