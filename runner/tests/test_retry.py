@@ -63,6 +63,17 @@ def test_code_change_is_refused_then_retry_failed_after_the_fix_runs_each_group_
     assert refused.summary is None  # bad input: no run summary at all
     assert "groups persisted" not in refused.stderr
 
+    # check says the same before anything starts; with --retry-failed the new code is accepted.
+    checked = run_cli(["check", str(study), "--no-run", "--json", "--results", str(results)])
+    doc = json.loads(checked.stdout)
+    assert checked.returncode == 2 and doc["hash_matches"] is False
+    assert (doc["groups_persisted"], doc["groups_failed"]) == (5, 5)
+    assert any("other code" in p for p in doc["problems"])
+    retry_check = run_cli(
+        ["check", str(study), "--no-run", "--json", "--results", str(results), "--retry-failed"]
+    )
+    assert retry_check.returncode == 0 and json.loads(retry_check.stdout)["ok"]
+
     # --retry-failed runs the 5 failed groups with the fixed code: every group once, exit 0.
     retried = run_study_cli(
         study,

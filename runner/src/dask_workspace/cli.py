@@ -254,9 +254,20 @@ def run(
     default=None,
     help="Do not count a results location made with other code as a problem.",
 )
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    default=False,
+    help="The run will retry failed groups with today's code: other code is not a problem.",
+)
 @click.option("--json", "as_json", is_flag=True, default=False, help="Print one JSON object.")
 def check(
-    study: str, results: str | None, no_run: bool, allow_code_change: bool | None, as_json: bool
+    study: str,
+    results: str | None,
+    no_run: bool,
+    allow_code_change: bool | None,
+    retry_failed: bool,
+    as_json: bool,
 ) -> None:
     """Check study file STUDY before running it: schema, bundle, imports, one replicate.
 
@@ -270,7 +281,9 @@ def check(
     from dask_workspace.check import check_study, format_report
 
     given = True if allow_code_change else None
-    allow = bool(dask.config.get("workspace.runner.allow-code-change", override_with=given))
+    allow = retry_failed or bool(
+        dask.config.get("workspace.runner.allow-code-change", override_with=given)
+    )
     report = check_study(
         study_file=study, results=results, run_first_group=not no_run, allow_code_change=allow
     )

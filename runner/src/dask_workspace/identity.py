@@ -74,8 +74,9 @@ def refusal(check: CodeCheck, *, results: str, study_dir: str) -> str:
         f"{results} holds results made with other code: bundle {short_hash(check.recorded)} "
         f"there, {short_hash(check.current)} now in {study_dir}; {what}. Choose: a new --results "
         "location for the new code, or --allow-code-change (workspace.runner.allow-code-change) "
-        "if the results already there stay valid with it. Files that are not code (notes, "
-        "data the model does not read) can be left out of the bundle with a .studyignore."
+        "if the results already there stay valid with it (--retry-failed does that too, to run "
+        "failed groups again after a fix). Files that are not code (notes, data the model does "
+        "not read) can be left out of the bundle with a .studyignore."
     )
 
 
