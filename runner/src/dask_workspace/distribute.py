@@ -126,9 +126,22 @@ class StudyBundlePlugin(WorkerPlugin):
             deactivate(self.folder)
 
 
+#: Above this, a bundle is probably data that should not travel to every worker.
+LARGE_BUNDLE_BYTES = 64 * 2**20
+
+
 def register_bundle(client: Any, *, bundle: Any) -> None:
     """Registers the bundle with the scheduler: every worker now and later gets it."""
-    plugin = StudyBundlePlugin(digest=bundle.hash, data=bundle.pack())
+    data = bundle.pack()
+    if len(data) > LARGE_BUNDLE_BYTES:
+        largest = sorted(bundle.files, key=lambda f: -f.size)[:3]
+        logger.warning(
+            "the study bundle is %.0f MiB packed (largest: %s); every worker receives it. Leave "
+            "data out with a .studyignore, or build an image with it",
+            len(data) / 2**20,
+            ", ".join(f"{f.path} ({f.size / 2**20:.0f} MiB)" for f in largest),
+        )
+    plugin = StudyBundlePlugin(digest=bundle.hash, data=data)
     client.register_plugin(plugin, name=PLUGIN_NAME)
     logger.info(
         "study bundle %s: %d files, %d bytes, shipped to every worker",
