@@ -151,7 +151,7 @@ def _inspect_results(
     import json
 
     from dask_workspace.identity import compare, refusal
-    from dask_workspace.results import ResultStore, open_backend
+    from dask_workspace.storage import open_backend, read_manifest
 
     try:
         backend = open_backend(uri)
@@ -166,7 +166,7 @@ def _inspect_results(
                 "that produced these results"
             )
             return
-        entries = ResultStore(backend=backend, study=study).read_entries()
+        entries = read_manifest(backend)
     except UsageError as err:
         report.problems.extend(_problems(err))
         return
