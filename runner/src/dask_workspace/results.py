@@ -26,25 +26,29 @@ Durability protocol (one runner per results URI at a time):
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import io
 import json
 import logging
-import os
-import pathlib
 import posixpath
 import uuid
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dask_workspace.errors import Problem, StorageError, UsageError
+from dask_workspace.storage import (  # noqa: F401 -- re-exported: the results API
+    Backend,
+    FsspecBackend,
+    LocalBackend,
+    ManifestEntry,
+    open_backend,
+    read_manifest,
+)
 from dask_workspace.study import Study
 from dask_workspace.tasks import arrow_type
 
@@ -52,162 +56,6 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_VERSION = 1
 TABLES = ("aggregates", "failures")
-
-
-# ---------------------------------------------------------------------------------------------
-# Storage backends
-
-
-class Backend(Protocol):
-    """The few storage operations the store needs; paths are relative to the results root."""
-
-    description: str
-
-    def write_bytes(self, rel: str, data: bytes) -> None: ...
-    def read_bytes(self, rel: str) -> bytes: ...
-    def exists(self, rel: str) -> bool: ...
-    def list_files(self, rel_dir: str) -> list[str]: ...
-    def delete(self, rel: str) -> None: ...
-
-
-class LocalBackend:
-    """A directory on a local (or mounted) file system; writes are temp file + fsync + rename."""
-
-    def __init__(self, root: pathlib.Path) -> None:
-        self.root = root
-        self.description = str(root)
-
-    def write_bytes(self, rel: str, data: bytes) -> None:
-        final = self.root / rel
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.with_name(f".tmp-{final.name}-{uuid.uuid4().hex[:8]}")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, final)
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-
-    def read_bytes(self, rel: str) -> bytes:
-        return (self.root / rel).read_bytes()
-
-    def exists(self, rel: str) -> bool:
-        return (self.root / rel).exists()
-
-    def list_files(self, rel_dir: str) -> list[str]:
-        base = self.root / rel_dir
-        if not base.is_dir():
-            return []
-        return sorted(p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
-
-    def delete(self, rel: str) -> None:
-        (self.root / rel).unlink(missing_ok=True)
-
-
-class FsspecBackend:
-    """Any fsspec file system (Azure Blob through adlfs). A blob written with one upload is
-    visible only once committed, which makes each write atomic."""
-
-    def __init__(self, fs: Any, root: str, *, description: str) -> None:
-        self.fs = fs
-        self.root = root.rstrip("/")
-        self.description = description
-
-    def _path(self, rel: str) -> str:
-        return f"{self.root}/{rel}"
-
-    def write_bytes(self, rel: str, data: bytes) -> None:
-        self.fs.pipe_file(self._path(rel), data)
-
-    def read_bytes(self, rel: str) -> bytes:
-        return self.fs.cat_file(self._path(rel))
-
-    def exists(self, rel: str) -> bool:
-        return bool(self.fs.exists(self._path(rel)))
-
-    def list_files(self, rel_dir: str) -> list[str]:
-        base = self._path(rel_dir)
-        try:
-            found = self.fs.find(base)
-        except FileNotFoundError:
-            return []
-        prefix = self.root + "/"
-        return sorted(p[len(prefix) :] for p in found if p.startswith(prefix))
-
-    def delete(self, rel: str) -> None:
-        with contextlib.suppress(FileNotFoundError):
-            self.fs.rm_file(self._path(rel))
-
-
-def open_backend(uri: str) -> Backend:
-    """A backend for a results URI: a local path (or ``file://``), or ``az://container/prefix``
-    (also ``abfs://`` / ``abfss://``) for Azure Blob Storage.
-
-    Azure credentials come from the environment, as adlfs reads them: in the cluster
-    ``AZURE_STORAGE_ACCOUNT_NAME`` plus ``DefaultAzureCredential`` (workload identity); for tests
-    and Azurite ``AZURE_STORAGE_CONNECTION_STRING``; or ``AZURE_STORAGE_ACCOUNT_KEY``.
-
-    Raises:
-        UsageError: unsupported scheme, missing container, no Azure account configured, or a
-            local path that is a file.
-    """
-    if not uri or not uri.strip():
-        raise UsageError(
-            [Problem("--results", "is empty; give a directory or az://container/prefix")]
-        )
-    scheme, sep, rest = uri.partition("://")
-    if not sep:
-        scheme, rest = "file", uri
-    scheme = scheme.lower()
-    if scheme == "file":
-        root = pathlib.Path(rest).expanduser().resolve()
-        if root.exists() and not root.is_dir():
-            raise UsageError([Problem("--results", f"{root} is a file; give a directory")])
-        return LocalBackend(root)
-    if scheme in ("az", "abfs", "abfss"):
-        container = rest.split("/", 1)[0].split("@", 1)[0]
-        if not container:
-            raise UsageError(
-                [Problem("--results", f"{uri!r} names no container; use az://container/prefix")]
-            )
-        try:
-            import fsspec
-
-            # A fresh instance: credentials come from the environment of this run.
-            fs, path = fsspec.core.url_to_fs(uri, skip_instance_cache=True)
-        except (ValueError, ImportError) as exc:
-            raise UsageError(
-                [
-                    Problem(
-                        "--results",
-                        f"cannot use {uri}: {exc}. Set AZURE_STORAGE_ACCOUNT_NAME (the runner "
-                        "then signs in with DefaultAzureCredential) or "
-                        "AZURE_STORAGE_CONNECTION_STRING.",
-                    )
-                ]
-            ) from None
-        try:
-            with warnings.catch_warnings():
-                # adlfs warns when the identity may not read container properties (a role
-                # scoped to the container): the container exists then, which is all we need.
-                warnings.simplefilter("ignore")
-                fs.mkdir(container, exist_ok=True)
-        except Exception:  # may lack the right to create containers; writes tell
-            logger.debug("could not ensure container %s exists", container, exc_info=True)
-        return FsspecBackend(fs, path, description=uri)
-    raise UsageError(
-        [
-            Problem(
-                "--results",
-                f"unsupported scheme {scheme!r} in {uri!r}; use a local path or "
-                "az://container/prefix",
-            )
-        ]
-    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,14 +137,6 @@ class ResumeState:
         return self.persisted | self.failed
 
 
-@dataclass(frozen=True)
-class ManifestEntry:
-    part: str
-    groups: tuple[int, ...]
-    failed: tuple[int, ...]
-    files: tuple[str, ...]
-
-
 class ResultStore:
     """Writes part files and manifest entries for one run of one study."""
 
@@ -306,6 +146,10 @@ class ResultStore:
         now = dt.datetime.now(dt.UTC)
         self.run_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         self._seq = 0
+        #: The study bundle hash this run records in each manifest entry.
+        self.bundle_hash: str | None = None
+        #: The committed manifest entries found by ``prepare`` (oldest first).
+        self.entries: list[ManifestEntry] = []
 
     @classmethod
     def open(cls, uri: str, *, study: Study) -> ResultStore:
@@ -344,12 +188,17 @@ class ResultStore:
                 )
             entries = self._read_manifest()
             self._remove_orphans(entries)
+            if isinstance(self.backend, LocalBackend):
+                # Marks the folder as a results location from the start (study.json beside
+                # manifest/): a study bundle never picks it up, even before the first flush.
+                (self.backend.root / "manifest").mkdir(parents=True, exist_ok=True)
         except UsageError:
             raise
         except Exception as exc:  # any storage failure: say where and why
             raise UsageError(
                 [Problem("--results", f"cannot use {where}: {type(exc).__name__}: {exc}")]
             ) from None
+        self.entries = entries
         persisted: set[int] = set()
         failed: set[int] = set()
         for e in entries:
@@ -362,31 +211,7 @@ class ResultStore:
         )
 
     def _read_manifest(self) -> list[ManifestEntry]:
-        entries: list[ManifestEntry] = []
-        seen: set[int] = set()
-        for rel in self.backend.list_files("manifest"):
-            name = posixpath.basename(rel)
-            if not name.endswith(".json") or name.startswith("."):
-                continue
-            try:
-                doc = json.loads(self.backend.read_bytes(rel))
-                entry = ManifestEntry(
-                    part=str(doc["part"]),
-                    groups=tuple(int(g) for g in doc["groups"]),
-                    failed=tuple(int(g) for g in doc.get("failed", ())),
-                    files=tuple(str(f) for f in doc["files"]),
-                )
-            except (ValueError, KeyError, TypeError) as exc:
-                # Never happens with atomic writes; if it does, the entry's groups rerun and its
-                # files are treated as uncommitted.
-                logger.warning("ignoring unreadable manifest entry %s: %s", rel, exc)
-                continue
-            dup = seen.intersection(entry.groups + entry.failed)
-            if dup:
-                logger.warning("manifest %s repeats groups %s; keeping the first", rel, sorted(dup))
-            seen.update(entry.groups + entry.failed)
-            entries.append(entry)
-        return entries
+        return read_manifest(self.backend)
 
     def _remove_orphans(self, entries: Iterable[ManifestEntry]) -> None:
         committed = {f for e in entries for f in e.files}
@@ -434,6 +259,7 @@ class ResultStore:
                 groups=tuple(sorted(r.group_id for r in records if r.failure is None)),
                 failed=tuple(sorted(r.group_id for r in records if r.failure is not None)),
                 files=tuple(files),
+                bundle=self.bundle_hash,
             )
             doc = {
                 "version": MANIFEST_VERSION,
@@ -442,6 +268,7 @@ class ResultStore:
                 "groups": list(entry.groups),
                 "failed": list(entry.failed),
                 "files": files,
+                "bundle": self.bundle_hash,
                 "written_at": dt.datetime.now(dt.UTC).isoformat(),
             }
             self.backend.write_bytes(f"manifest/{part}.json", json.dumps(doc).encode())
@@ -459,7 +286,13 @@ class ResultStore:
 
 @dataclass
 class Results:
-    """The committed contents of a results URI."""
+    """The committed contents of a results URI.
+
+    Each group counts once: when ``--retry-failed`` ran a failed group again, only its latest
+    attempt's rows are in ``aggregates`` and ``outputs``. ``failures`` holds the failures still
+    unresolved (one row per failed group, its latest attempt); ``failure_history`` holds every
+    failure ever recorded, with ``retried`` True where a later attempt ran the group again.
+    """
 
     study: dict[str, Any]
     aggregates: pd.DataFrame
@@ -468,45 +301,101 @@ class Results:
     persisted: set[int]
     failed: set[int]
     parts: int
+    failure_history: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def _read_tables(backend: Backend, files: Iterable[str]) -> pd.DataFrame:
-    tables = [pq.read_table(io.BytesIO(backend.read_bytes(f))) for f in files]
+_ENTRY = "__entry"
+_PARAMETER_DTYPES = {"float64": "float64", "int64": "int64", "bool": "bool", "string": "object"}
+
+
+def _empty_failures(study: Mapping[str, Any]) -> pd.DataFrame:
+    """The failures table with its columns and no rows."""
+    columns: dict[str, pd.Series] = {"group_id": pd.Series(dtype="int64")}
+    for name, kind in dict(study.get("parameters") or {}).items():
+        columns[name] = pd.Series(dtype=_PARAMETER_DTYPES.get(kind, "object"))
+    for col in ("stage", "task", "error"):
+        columns[col] = pd.Series(dtype="object")
+    return pd.DataFrame(columns)
+
+
+def _read_latest(
+    backend: Backend, files: Sequence[tuple[int, str]], latest: Mapping[int, int]
+) -> pd.DataFrame:
+    """The rows of ``files`` (each with the index of the manifest entry that committed it),
+    keeping only rows of each group's latest entry. Sorted by group_id (stable)."""
+    tables = []
+    for index, rel in files:
+        table = pq.read_table(io.BytesIO(backend.read_bytes(rel)))
+        tables.append(table.append_column(_ENTRY, pa.array([index] * table.num_rows, pa.int64())))
     if not tables:
         return pd.DataFrame()
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    if "group_id" in frame.columns:
+        keep = frame["group_id"].map(latest) == frame[_ENTRY]
+        frame = frame[keep.to_numpy()]
+        frame = frame.sort_values("group_id", kind="stable")
+    return frame.drop(columns=[_ENTRY]).reset_index(drop=True)
 
 
 def read_results(uri: str) -> Results:
-    """Reads only what the manifest commits (never a half-written or uncommitted part)."""
+    """Reads only what the manifest commits (never a half-written or uncommitted part).
+
+    Aggregates come sorted by ``group_id``; every group counts once (its latest attempt).
+    """
     backend = open_backend(uri)
     if not backend.exists("study.json"):
         raise UsageError([Problem("results", f"{backend.description} holds no study results")])
     study = json.loads(backend.read_bytes("study.json"))
-    files: dict[str, list[str]] = {}
-    persisted: set[int] = set()
-    failed: set[int] = set()
-    parts = 0
+    docs = []
     for rel in backend.list_files("manifest"):
         if not rel.endswith(".json") or posixpath.basename(rel).startswith("."):
             continue
-        doc = json.loads(backend.read_bytes(rel))
-        parts += 1
-        persisted.update(doc["groups"])
-        failed.update(doc.get("failed", ()))
+        docs.append(json.loads(backend.read_bytes(rel)))
+    latest: dict[int, int] = {}
+    latest_failed: dict[int, bool] = {}
+    files: dict[str, list[tuple[int, str]]] = {}
+    for index, doc in enumerate(docs):
+        for g in doc["groups"]:
+            latest[int(g)], latest_failed[int(g)] = index, False
+        for g in doc.get("failed", ()):
+            latest[int(g)], latest_failed[int(g)] = index, True
         for f in doc["files"]:
-            files.setdefault(posixpath.dirname(f), []).append(f)
+            files.setdefault(posixpath.dirname(f), []).append((index, f))
+    persisted = {g for g, failed in latest_failed.items() if not failed}
+    failed = {g for g, failed_now in latest_failed.items() if failed_now}
     outputs = {
-        d.removeprefix("outputs/"): _read_tables(backend, fs)
+        d.removeprefix("outputs/"): _read_latest(backend, fs, latest)
         for d, fs in files.items()
         if d.startswith("outputs/")
     }
+    failure_files = files.get("failures", [])
+    if failure_files:
+        unresolved = _read_latest(backend, failure_files, latest)
+        history = _failure_history(backend, failure_files, latest)
+    else:
+        unresolved = _empty_failures(study)
+        history = unresolved.assign(retried=pd.Series(dtype="bool"))
     return Results(
         study=study,
-        aggregates=_read_tables(backend, files.get("aggregates", [])),
-        failures=_read_tables(backend, files.get("failures", [])),
+        aggregates=_read_latest(backend, files.get("aggregates", []), latest),
+        failures=unresolved,
         outputs=outputs,
         persisted=persisted,
         failed=failed,
-        parts=parts,
+        parts=len(docs),
+        failure_history=history,
+    )
+
+
+def _failure_history(
+    backend: Backend, files: Sequence[tuple[int, str]], latest: Mapping[int, int]
+) -> pd.DataFrame:
+    tables = []
+    for index, rel in files:
+        table = pq.read_table(io.BytesIO(backend.read_bytes(rel)))
+        tables.append(table.append_column(_ENTRY, pa.array([index] * table.num_rows, pa.int64())))
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame["retried"] = (frame["group_id"].map(latest) != frame[_ENTRY]).to_numpy()
+    return (
+        frame.sort_values("group_id", kind="stable").drop(columns=[_ENTRY]).reset_index(drop=True)
     )
