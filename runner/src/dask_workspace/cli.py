@@ -114,6 +114,17 @@ def main() -> None:
     help="Seconds between progress lines (workspace.runner.progress-interval).",
 )
 @click.option(
+    "--chunking",
+    default=None,
+    help="auto (pack short replicates into tasks of about --chunk-seconds, default) or off "
+    "(one task per replicate). Dask config: workspace.runner.chunking.",
+)
+@click.option(
+    "--chunk-seconds",
+    default=None,
+    help="Duration a packed task aims at, e.g. 0.2 or 500ms (workspace.runner.chunk-seconds).",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -131,6 +142,8 @@ def run(
     flush_groups: str | None,
     flush_seconds: str | None,
     progress_interval: str | None,
+    chunking: str | None,
+    chunk_seconds: str | None,
     log_level: str,
 ) -> None:
     """Run (or resume) the study in file STUDY on the cluster at --scheduler.
@@ -150,6 +163,8 @@ def run(
         "flush_groups": ("--flush-groups", flush_groups),
         "flush_seconds": ("--flush-seconds", flush_seconds),
         "progress_interval": ("--progress-interval", progress_interval),
+        "chunking": ("--chunking", chunking),
+        "chunk_seconds": ("--chunk-seconds", chunk_seconds),
     }
     problems: list[Problem] = []
     loaded = None

@@ -19,6 +19,7 @@ import dask.config
 import yaml
 from dask.utils import parse_bytes, parse_timedelta
 
+from dask_workspace.chunking import Chunking, parse_chunking, parse_fold
 from dask_workspace.errors import Problem, UsageError
 
 DEFAULTS_FILE = pathlib.Path(__file__).with_name("workspace.yaml")
@@ -61,6 +62,10 @@ class RunnerSettings:
     paused_restart_after: float | None
     worker_selector: str
     kube_poll_interval: float
+    #: ``auto``: pack short replicates into tasks of about chunk_seconds; ``off``: one each.
+    chunking: Chunking = "auto"
+    chunk_seconds: float = 0.2
+    chunk_fold: bool = True
 
 
 def _positive_int(value: Any) -> int:
@@ -164,6 +169,9 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "paused_restart_after": ("paused-restart-after", _optional_seconds),
     "worker_selector": ("kubernetes.worker-selector", _selector),
     "kube_poll_interval": ("kubernetes.poll-interval", _seconds),
+    "chunking": ("chunking", parse_chunking),
+    "chunk_seconds": ("chunk-seconds", _seconds),
+    "chunk_fold": ("chunk-fold-targets", parse_fold),
 }
 
 
