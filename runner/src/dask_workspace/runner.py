@@ -255,8 +255,9 @@ class StudyRunner:
             memory_per_thread=self.controller.memory_per_thread,
             memory_fraction=self.settings.memory_fraction,
         )
-        finals = self.chunks.graph(study=study, group_id=gid, attempt=attempt, plan=plan)
-        futures = self.client.compute(finals, optimize_graph=False, priority=-self._seq)
+        futures = self.chunks.submit(
+            self.client, study=study, group_id=gid, attempt=attempt, plan=plan, priority=-self._seq
+        )
         group = _Group(
             gid=gid,
             params=params,
