@@ -189,6 +189,13 @@ const window = z
     return v;
   });
 const mode = z.enum(["window", "batch"]);
+/** `--chunking`: pack short replicates into Dask tasks (`auto`) or one task per replicate. */
+const chunking = z.enum(["auto", "off"]);
+/** `--chunk-seconds`: the duration a packed task aims at, in seconds (0 < s ≤ 3600). */
+const chunkSeconds = z.number().refine((s) => s > 0 && s <= 3600, {
+  error: (iss) =>
+    `${describe(iss.input)} is not a chunk duration: use seconds > 0 and ≤ 3600, e.g. 0.2 (packed tasks of about 200 ms)`,
+});
 
 /** Results location: a local path or `az://container/prefix`. */
 const resultsUri = z.string().superRefine((v, ctx) => {
@@ -408,6 +415,10 @@ const RunnerSchema = z.strictObject({
   window: window.default("auto"),
   /** `--batch-size` for mode batch, in groups. Default 200. */
   batchSize: int(1).default(200),
+  /** `--chunking`: auto (pack replicates shorter than chunkSeconds) or off. Default auto. */
+  chunking: chunking.default("auto"),
+  /** `--chunk-seconds`: seconds a packed task aims at. Default: the runner's (0.2 s). */
+  chunkSeconds: chunkSeconds.optional(),
   /** Results URI base: a path or az://container/prefix; each job writes under <results>/<job>. */
   results: resultsUri.optional(),
   /** Runner Job CPU request = limit. Default "1". */
@@ -427,6 +438,10 @@ const JobSchema = z.strictObject({
   window: window.optional(),
   /** Overrides runner.batchSize. */
   batchSize: int(1).optional(),
+  /** Overrides runner.chunking. */
+  chunking: chunking.optional(),
+  /** Overrides runner.chunkSeconds. */
+  chunkSeconds: chunkSeconds.optional(),
   /** Job retries; a retry resumes from the results manifest. Default 1. */
   backoffLimit: int(0, 10).default(1),
   /** Seconds a finished Job (and its logs) is kept. Default 86400. */
@@ -716,6 +731,11 @@ function defaultNamespace(stack: string): string {
   return cleaned;
 }
 
+/** `{ chunkSeconds }` when set: unset leaves the runner's own default (workspace.yaml). */
+function chunkSecondsOf(s: number | undefined): { chunkSeconds?: number } {
+  return s === undefined ? {} : { chunkSeconds: s };
+}
+
 function joinUri(base: string, name: string): string {
   return `${base.replace(/\/+$/, "")}/${name}`;
 }
@@ -846,6 +866,8 @@ export function parseWorkspaceConfig(
     mode: (j.mode ?? c.runner.mode) as RunnerMode,
     window: j.window ?? c.runner.window,
     batchSize: j.batchSize ?? c.runner.batchSize,
+    chunking: j.chunking ?? c.runner.chunking,
+    ...chunkSecondsOf(j.chunkSeconds ?? c.runner.chunkSeconds),
     backoffLimit: j.backoffLimit,
     ttlSecondsAfterFinished: j.ttlSecondsAfterFinished,
     activeDeadlineSeconds: j.activeDeadlineSeconds,
@@ -891,6 +913,8 @@ export function parseWorkspaceConfig(
       mode: c.runner.mode,
       window: c.runner.window,
       batchSize: c.runner.batchSize,
+      chunking: c.runner.chunking,
+      ...chunkSecondsOf(c.runner.chunkSeconds),
       results: runnerResults,
       cpu: c.runner.cpu,
       memory: c.runner.memory,

@@ -107,11 +107,17 @@ export interface AutoscalingConfig {
 
 export type RunnerMode = "window" | "batch";
 
+/** `--chunking`: pack short replicates into Dask tasks, or one task per replicate. */
+export type RunnerChunking = "auto" | "off";
+
 export interface RunnerConfig {
   serviceAccountName: string;
   mode: RunnerMode;
   window: "auto" | number;
   batchSize: number;
+  chunking: RunnerChunking;
+  /** Seconds a packed task aims at; absent: the runner's default. */
+  chunkSeconds?: number;
   /** Default results URI for jobs: a path or `az://container/prefix`. */
   results: string;
   cpu: string;
@@ -129,6 +135,9 @@ export interface JobConfig {
   mode: RunnerMode;
   window: "auto" | number;
   batchSize: number;
+  chunking: RunnerChunking;
+  /** Seconds a packed task aims at; absent: the runner's default. */
+  chunkSeconds?: number;
   backoffLimit: number;
   ttlSecondsAfterFinished: number;
   activeDeadlineSeconds: number;

@@ -263,6 +263,19 @@ describe("bad configs: every problem with its exact message", () => {
     ]);
   });
 
+  it("rejects a chunking that is not auto/off and a chunk duration that is not positive", () => {
+    expect(
+      problemsOf({
+        runner: { chunking: "sometimes", chunkSeconds: 0 },
+        jobs: { sir: { study: STUDY, chunkSeconds: 7200 } },
+      }),
+    ).toEqual([
+      'runner.chunking: "sometimes" is not one of "auto", "off"',
+      "runner.chunkSeconds: 0 is not a chunk duration: use seconds > 0 and ≤ 3600, e.g. 0.2 (packed tasks of about 200 ms)",
+      "jobs.sir.chunkSeconds: 7200 is not a chunk duration: use seconds > 0 and ≤ 3600, e.g. 0.2 (packed tasks of about 200 ms)",
+    ]);
+  });
+
   it("rejects a pod whose derived per-process limit is below what a worker needs", () => {
     expect(problemsOf({ workers: { nprocs: 4, podMemory: "1Gi" } })).toEqual([
       "workers.podMemory: 1Gi leaves 127Mi per process for 4 processes after 515Mi headroom, below the 256Mi a worker process needs; raise podMemory to at least 1539Mi or lower workers.nprocs",
@@ -315,6 +328,7 @@ describe("good configs", () => {
         mode: "window",
         window: "auto",
         batchSize: 200,
+        chunking: "auto",
         results: "/results",
         cpu: "1",
         memory: { bytes: GiB, quantity: "1Gi" },
@@ -351,7 +365,9 @@ describe("good configs", () => {
       },
       autoscaling: { enabled: true, minReplicas: 2, maxReplicas: 6 },
       runner: { results: "az://results/base", window: 8 },
-      jobs: { sir: { study: STUDY, mode: "batch", batchSize: 50 } },
+      jobs: {
+        sir: { study: STUDY, mode: "batch", batchSize: 50, chunking: "off", chunkSeconds: 0.5 },
+      },
     });
     expect(r.warnings).toEqual([]);
     if (!r.ok) throw new Error("unreachable");
@@ -369,6 +385,8 @@ describe("good configs", () => {
         mode: "batch",
         window: 8,
         batchSize: 50,
+        chunking: "off",
+        chunkSeconds: 0.5,
         backoffLimit: 1,
         ttlSecondsAfterFinished: 86400,
         activeDeadlineSeconds: 86400,

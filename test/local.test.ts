@@ -40,7 +40,15 @@ function localStack(overrides: Record<string, unknown> = {}): WorkspaceConfig {
   const raw = {
     target: "kubernetes",
     workers: { replicas: 2, nprocs: 2, threadsPerProcess: 1, podMemory: "2Gi" },
-    jobs: { "sir-grid": { study: "examples/studies/sir-grid.yaml", mode: "batch", batchSize: 7 } },
+    jobs: {
+      "sir-grid": {
+        study: "examples/studies/sir-grid.yaml",
+        mode: "batch",
+        batchSize: 7,
+        chunking: "off",
+        chunkSeconds: 0.5,
+      },
+    },
     ...overrides,
   };
   const r = parseWorkspaceConfig(raw, { baseDir: ROOT, stack: "local" });
@@ -176,6 +184,8 @@ describe("local commands come from the same pure functions as Kubernetes", () =>
       "/s.json",
     ]);
     expect([flag("--mode"), flag("--batch-size")]).toEqual(["batch", "7"]);
+    // The job's chunking reaches the runner the same way as on the cluster.
+    expect([flag("--chunking"), flag("--chunk-seconds")]).toEqual(["off", "0.5"]);
     const other = localRunnerArgv(cfg, {
       studyFile: "/elsewhere/x.yaml",
       results: "/r",
@@ -183,6 +193,8 @@ describe("local commands come from the same pure functions as Kubernetes", () =>
       baseDir: ROOT,
     });
     expect(other[other.indexOf("--mode") + 1]).toBe(cfg.runner.mode);
+    expect(other[other.indexOf("--chunking") + 1]).toBe("auto");
+    expect(other).not.toContain("--chunk-seconds"); // the runner's own default applies
   });
 
   it("gives every process the venv first on PATH, the study folder and the Dask config", () => {

@@ -366,6 +366,8 @@ describe("DaskWorkspace (static worker count)", () => {
       "8",
       "--batch-size",
       "200",
+      "--chunking",
+      "auto",
       "--summary",
       "/tmp/summary.json",
     ]);

@@ -93,6 +93,7 @@ export function localRunnerArgv(
   const same = cfg.jobs.find(
     (j) => path.resolve(opts.baseDir, j.studyPath) === path.resolve(opts.studyFile),
   );
+  const chunkSeconds = same?.chunkSeconds ?? cfg.runner.chunkSeconds;
   const job: JobConfig = {
     name: same?.name ?? "local",
     studyPath: opts.studyFile,
@@ -101,6 +102,8 @@ export function localRunnerArgv(
     mode: same?.mode ?? cfg.runner.mode,
     window: same?.window ?? cfg.runner.window,
     batchSize: same?.batchSize ?? cfg.runner.batchSize,
+    chunking: same?.chunking ?? cfg.runner.chunking,
+    ...(chunkSeconds !== undefined ? { chunkSeconds } : {}),
     backoffLimit: 0,
     ttlSecondsAfterFinished: 0,
     activeDeadlineSeconds: 0,

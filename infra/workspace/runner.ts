@@ -61,6 +61,9 @@ export function runnerCommand(
     String(job.window),
     "--batch-size",
     String(job.batchSize),
+    "--chunking",
+    job.chunking,
+    ...(job.chunkSeconds !== undefined ? ["--chunk-seconds", String(job.chunkSeconds)] : []),
     "--summary",
     opts.summaryPath,
   ];

@@ -134,6 +134,17 @@ def main() -> None:
     "the results already there stay valid. Dask config: workspace.runner.allow-code-change.",
 )
 @click.option(
+    "--chunking",
+    default=None,
+    help="auto (pack short replicates into tasks of about --chunk-seconds, default) or off "
+    "(one task per replicate). Dask config: workspace.runner.chunking.",
+)
+@click.option(
+    "--chunk-seconds",
+    default=None,
+    help="Duration a packed task aims at, e.g. 0.2 or 500ms (workspace.runner.chunk-seconds).",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -154,6 +165,8 @@ def run(
     retry_failed: bool,
     fail_fast: str | None,
     allow_code_change: bool | None,
+    chunking: str | None,
+    chunk_seconds: str | None,
     log_level: str,
 ) -> None:
     """Run (or resume) the study in file STUDY on the cluster at --scheduler.
@@ -180,6 +193,8 @@ def run(
         "progress_interval": ("--progress-interval", progress_interval),
         "fail_fast": ("--fail-fast", fail_fast),
         "allow_code_change": ("--allow-code-change", True if allow_code_change else None),
+        "chunking": ("--chunking", chunking),
+        "chunk_seconds": ("--chunk-seconds", chunk_seconds),
     }
     problems: list[Problem] = []
     loaded = None

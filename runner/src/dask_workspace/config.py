@@ -19,6 +19,7 @@ import dask.config
 import yaml
 from dask.utils import parse_bytes, parse_timedelta
 
+from dask_workspace.chunking import Chunking, parse_chunking, parse_fold
 from dask_workspace.errors import Problem, UsageError
 
 DEFAULTS_FILE = pathlib.Path(__file__).with_name("workspace.yaml")
@@ -67,6 +68,10 @@ class RunnerSettings:
     allow_code_change: bool = False
     #: Give up after refused connections for this long (outside Kubernetes).
     connect_refused_timeout: float = 3.0
+    #: ``auto``: pack short replicates into tasks of about chunk_seconds; ``off``: one each.
+    chunking: Chunking = "auto"
+    chunk_seconds: float = 0.2
+    chunk_fold: bool = True
 
 
 def _positive_int(value: Any) -> int:
@@ -181,6 +186,9 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "fail_fast": ("fail-fast", _non_negative_int),
     "allow_code_change": ("allow-code-change", _flag),
     "connect_refused_timeout": ("connect-refused-timeout", _seconds),
+    "chunking": ("chunking", parse_chunking),
+    "chunk_seconds": ("chunk-seconds", _seconds),
+    "chunk_fold": ("chunk-fold-targets", parse_fold),
 }
 
 

@@ -34,11 +34,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from dask import delayed
 from distributed import Client, Future, as_completed
 
 from dask_workspace import dashboard, identity, retry
 from dask_workspace.bundle import Bundle
+from dask_workspace.chunking import ChunkPlanner, ChunkSettings
 from dask_workspace.config import RunnerSettings
 from dask_workspace.connect import in_kubernetes, probe, refused_grace
 from dask_workspace.diagnostics import RunStatsPlugin, mark_recycling, stats_snapshot
@@ -62,13 +62,7 @@ from dask_workspace.study import Study
 from dask_workspace.tasks import (
     TargetValue,
     TaskError,
-    collect_outputs,
-    evaluate_target,
     key_stage,
-    outputs_key,
-    simulate_key,
-    simulate_replicate,
-    target_key,
 )
 from dask_workspace.watchdog import (
     paused_idle_since,
@@ -209,6 +203,13 @@ class StudyRunner:
             safety_factor=settings.safety_factor,
             max_window=settings.max_window,
         )
+        self.chunks = ChunkPlanner(
+            settings=ChunkSettings(
+                mode=settings.chunking,
+                target_seconds=settings.chunk_seconds,
+                fold=settings.chunk_fold,
+            )
+        )
         self.buffer = _Buffer()
         self._flusher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="results-flush")
         self._flush_future: ThreadFuture[Any] | None = None
@@ -240,7 +241,8 @@ class StudyRunner:
     # -- submission -------------------------------------------------------------------------
 
     def _submit_group(self, gid: int, *, attempt: int) -> None:
-        """Submits one group as one graph: R simulations, T targets, the outputs task.
+        """Submits one group as one graph: its simulation tasks (one per replicate, or chunks of
+        replicates: ``dask_workspace.chunking``), T targets, the outputs task.
 
         One ``update-graph`` message per group (not one per task), and the runner receives
         futures only for the targets and the outputs task: it never holds a simulation, and the
@@ -248,43 +250,18 @@ class StudyRunner:
         """
         study = self.study
         params = study.groups[gid]
-        token = study.token
         # Older groups first: their targets can run sooner, so their slot in the window frees
         # sooner. Dask runs higher priorities first.
         self._seq += 1
-        sims = [
-            delayed(simulate_replicate, pure=True)(
-                study.model,
-                params,
-                study.seed_for(group_id=gid, replicate=r),
-                dask_key_name=simulate_key(token=token, group_id=gid, replicate=r, attempt=attempt),
-            )
-            for r in range(study.replicates)
-        ]
-        finals = [
-            delayed(evaluate_target, pure=True)(
-                ref,
-                name,
-                params,
-                *sims,
-                dask_key_name=target_key(
-                    token=token, group_id=gid, target_index=t, attempt=attempt
-                ),
-            )
-            for t, (name, ref) in enumerate(study.targets.items())
-        ]
-        if study.outputs:
-            finals.append(
-                delayed(collect_outputs, pure=True)(
-                    list(study.outputs),
-                    gid,
-                    params,
-                    study.parameter_types,
-                    *sims,
-                    dask_key_name=outputs_key(token=token, group_id=gid, attempt=attempt),
-                )
-            )
-        futures = self.client.compute(finals, optimize_graph=False, priority=-self._seq)
+        plan = self.chunks.plan(
+            study=study,
+            replicate_bytes=self.controller.replicate_bytes,
+            memory_per_thread=self.controller.memory_per_thread,
+            memory_fraction=self.settings.memory_fraction,
+        )
+        futures = self.chunks.submit(
+            self.client, study=study, group_id=gid, attempt=attempt, plan=plan, priority=-self._seq
+        )
         group = _Group(
             gid=gid,
             params=params,
@@ -294,7 +271,8 @@ class StudyRunner:
             pending=len(futures),
             trouble_at_admit=self._trouble_seen,
         )
-        self.tasks_submitted += study.tasks_per_group
+        self.tasks_submitted += plan.tasks
+        self.controller.set_tasks_per_group(plan.tasks)
         self.inflight[gid] = group
         for key in group.futures:
             self.key_group[key] = gid
@@ -316,7 +294,13 @@ class StudyRunner:
             return
         self._release_barrier()
         if self.settings.mode == "window":
-            while self.pending and len(self.inflight) < self.controller.limit:
+            limit = self.chunks.admission_limit(
+                window=self.controller.limit,
+                threads=self.controller.threads,
+                tasks_per_thread=self.settings.tasks_per_thread,
+                tasks_per_group=self.study.tasks_per_group,
+            )
+            while self.pending and len(self.inflight) < limit:
                 self._submit_group(self.pending.popleft(), attempt=0)
         elif not self.inflight:
             # Barrier batches: the next batch only once every group of the last one finished.
@@ -343,18 +327,17 @@ class StudyRunner:
         if gid is None:
             return
         group = self.inflight[gid]
-        kind = key_stage(fut.key)
         if fut.status == "finished":
-            if isinstance(result, TaskError):
-                if group.failure is None:
-                    group.failure = Failure(
-                        stage=result.stage, task=result.task, error=result.error
-                    )
-            elif kind == "target" and isinstance(result, TargetValue):
-                group.values.update(result.values)
-                self.controller.observe_replicate_bytes(result.replicate_bytes)
-            elif kind == "outputs" and isinstance(result, dict):
-                group.outputs = result
+            # A chunked group's final task may carry several results (chunking.Finished).
+            for kind, part in self.chunks.unpack(key_stage(fut.key), result):
+                if isinstance(part, TaskError):
+                    if group.failure is None:
+                        group.failure = Failure(stage=part.stage, task=part.task, error=part.error)
+                elif kind == "target" and isinstance(part, TargetValue):
+                    group.values.update(part.values)
+                    self.controller.observe_replicate_bytes(part.replicate_bytes)
+                elif kind == "outputs" and isinstance(part, dict):
+                    group.outputs = part
         else:
             exc = result[1] if isinstance(result, tuple) and len(result) == 3 else result
             if not isinstance(exc, BaseException):
@@ -942,7 +925,10 @@ def run_study(
         parts_written=runner.parts_written,
         paused_restarts=runner.paused_restarts,
         # Only on Kubernetes (the local launcher adds its own, from the pods' cgroups).
-        extra={} if runner.pod_watcher is None else {"pod_oom_kills": runner.pod_oom_kills},
+        extra={
+            **runner.chunks.summary(),
+            **({} if runner.pod_watcher is None else {"pod_oom_kills": runner.pod_oom_kills}),
+        },
     )
     logger.info(
         "%s: %d/%d groups persisted, %d failed, %d tasks submitted, utilization %s, %.1fs",

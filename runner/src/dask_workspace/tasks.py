@@ -52,7 +52,12 @@ def outputs_key(*, token: str, group_id: int, attempt: int) -> str:
     return f"outputs-{token}-g{group_id}-a{attempt}"
 
 
-_KEY = re.compile(r"^(simulate|target|outputs)-(?P<token>.+)-g(?P<group>\d+)-(?:[rt]\d+-)?a\d+$")
+# ``-r3-`` one replicate, ``-t1-`` a target, ``-r0to7-`` a chunk of replicates, ``-r0to7-fused-`` a
+# whole group in one task (dask_workspace.chunking).
+_KEY = re.compile(
+    r"^(simulate|target|outputs)-(?P<token>.+)-g(?P<group>\d+)-"
+    r"(?:[rt]\d+-|r\d+to\d+-(?:fused-)?)?a\d+$"
+)
 
 
 def parse_group(key: object, *, token: str) -> int | None:

@@ -158,6 +158,24 @@ class WindowController:
             self.limit = self.ceiling
         self.limit = max(1, min(self.limit, self.ceiling))
 
+    @property
+    def threads(self) -> int:
+        return 0 if self._capacity is None else self._capacity.threads
+
+    @property
+    def memory_per_thread(self) -> int:
+        """Worker memory limit per worker thread in bytes (0 when unknown or unlimited)."""
+        c = self._capacity
+        return 0 if c is None or not c.threads else c.memory_limit // c.threads
+
+    def set_tasks_per_group(self, tasks: int) -> None:
+        """Groups now submit ``tasks`` Dask tasks (chunking): the auto window follows, so fewer
+        tasks per group admit more groups, still within the memory budget."""
+        if tasks != self.tasks_per_group:
+            self.tasks_per_group = tasks
+            if self._capacity is not None and self.fixed is None:
+                self.update(self._capacity)
+
     def observe_replicate_bytes(self, nbytes: int) -> None:
         """A target measured its group's R replicate results: ``nbytes`` for R replicates."""
         per_replicate = max(1, nbytes // max(self.replicates, 1))

@@ -1,0 +1,524 @@
+"""Adaptive task granularity: several replicates of a group in one Dask task (a *chunk*).
+
+Dask costs a fraction of a millisecond to a few milliseconds of scheduler and worker time per
+task (a few ms on a busy 2-core machine: bench/REPORT.md, section 5). A model that runs one
+replicate in milliseconds therefore spends most of the cluster's time on scheduling when every
+replicate is its own task. The runner measures how long replicates take as the study runs and
+packs the replicates of a group into chunks of about ``chunk-seconds`` each::
+
+    per-replicate seconds: unknown until the first group reports (the first groups run one task
+                           per replicate, as with chunking off); then an estimate that follows
+                           the measurements (up at once, down smoothly)
+    size   = 1                                  if unknown or seconds >= chunk-seconds
+           = floor(chunk-seconds / seconds)     otherwise,
+             capped by R and by memory: size x replicate bytes <= memory-fraction x the memory
+             of one worker thread (a chunk's replicates' outputs live in one worker)
+    chunks = ceil(R / size) contiguous, balanced ranges of replicates
+    fused  = the whole group fits one chunk: that one task also runs the group's targets and
+             collects its outputs (one task per group instead of R + T + 1)
+
+Every replicate keeps its seed (``Study.seed_for``) and runs through the same
+``simulate_replicate`` as an unchunked task, so values are identical bit for bit, and a
+replicate that raises is reported as that replicate with its seed. A chunk is one Dask task: a
+chunk lost with its worker is retried by Dask and counts toward ``allowed-failures`` once, like
+a single task, and a group whose chunk ends as ``KilledWorker`` is retried by the runner with new
+keys and then recorded as failed, exactly as before.
+
+Chunk results carry their measured seconds to the group's first target (or outputs) task,
+which hands them back to the runner with its value: the runner never gathers a replicate.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import statistics
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal
+
+from dask import delayed
+from dask.sizeof import sizeof
+
+from dask_workspace.tasks import (
+    collect_outputs,
+    evaluate_target,
+    outputs_key,
+    simulate_key,
+    simulate_replicate,
+    target_key,
+)
+
+if TYPE_CHECKING:
+    from dask.delayed import Delayed
+    from distributed import Client, Future
+
+    from dask_workspace.study import Study
+
+logger = logging.getLogger(__name__)
+
+Chunking = Literal["auto", "off"]
+
+#: Weight of a new measurement when the per-replicate estimate goes down (it goes up at once).
+DECAY = 0.25
+
+
+def parse_chunking(value: Any) -> Chunking:
+    """``auto`` (pack short replicates) or ``off`` (one task per replicate)."""
+    if isinstance(value, bool):  # YAML reads a bare off as False
+        value = "auto" if value else "off"
+    if isinstance(value, str) and value.strip().lower() in ("auto", "off"):
+        return value.strip().lower()  # type: ignore[return-value]
+    raise ValueError(f"must be 'auto' or 'off', got {value!r}")
+
+
+def parse_fold(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
+# ---------------------------------------------------------------------------------------------
+# The sizing rule (pure)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GroupPlan:
+    """How one group is submitted: contiguous replicate ranges, and whether its targets run in
+    the same task (only when the whole group is one chunk)."""
+
+    chunks: tuple[range, ...]
+    fused: bool
+    #: Dask tasks the group submits.
+    tasks: int
+
+
+def chunk_size(
+    *,
+    replicate_seconds: float | None,
+    target_seconds: float,
+    replicates: int,
+    replicate_bytes: int,
+    memory_per_thread: int,
+    memory_fraction: float,
+) -> int:
+    """Replicates per chunk (see the module docstring).
+
+    Args:
+        replicate_seconds: the estimated seconds of one replicate; None while unmeasured.
+        target_seconds: ``chunk-seconds``, the duration a chunk aims at.
+        replicates: R, the group's replicates (no chunk is larger).
+        replicate_bytes: the (pessimistic) size of one replicate's result.
+        memory_per_thread: worker memory limit per worker thread in bytes (0: no limit known).
+        memory_fraction: share of that memory one chunk's results may take.
+    """
+    if replicate_seconds is None or replicate_seconds >= target_seconds:
+        return 1
+    size = math.floor(target_seconds / max(replicate_seconds, 1e-9))
+    if memory_per_thread > 0:
+        by_memory = math.floor(memory_fraction * memory_per_thread / max(replicate_bytes, 1))
+        size = min(size, by_memory)
+    return max(1, min(size, replicates))
+
+
+def split(*, replicates: int, size: int) -> tuple[range, ...]:
+    """``ceil(R / size)`` contiguous ranges covering 0..R-1 whose lengths differ by at most one
+    (10 replicates at size 4: 4, 3, 3 rather than 4, 4, 2)."""
+    n = math.ceil(replicates / max(size, 1))
+    base, extra = divmod(replicates, n)
+    out, start = [], 0
+    for i in range(n):
+        stop = start + base + (1 if i < extra else 0)
+        out.append(range(start, stop))
+        start = stop
+    return tuple(out)
+
+
+def plan_group(
+    *,
+    size: int,
+    replicates: int,
+    targets: int,
+    outputs: bool,
+    measured_short: bool,
+    fold: bool,
+) -> GroupPlan:
+    """The group's chunks; fused when ``fold`` and the measured-short group fits one chunk."""
+    chunks = split(replicates=replicates, size=size)
+    fused = fold and measured_short and len(chunks) == 1
+    tasks = 1 if fused else len(chunks) + targets + (1 if outputs else 0)
+    return GroupPlan(chunks=chunks, fused=fused, tasks=tasks)
+
+
+def probe_window(
+    *, window: int, threads: int, tasks_per_thread: float, tasks_per_group: int
+) -> int:
+    """Groups admitted while no duration is measured yet: the window, but no more groups than
+    ``tasks-per-thread`` x threads tasks need (at least one). A study whose single group already
+    gives every thread several tasks is probed with that one group, so the unchunked start does
+    not flood the scheduler (the peak of scheduler tasks falls with chunking, not rises)."""
+    by_threads = math.floor(tasks_per_thread * max(threads, 1) / max(tasks_per_group, 1))
+    return max(1, min(window, by_threads))
+
+
+class DurationEstimate:
+    """Seconds per replicate, from the groups' measurements: it follows a slower measurement at
+    once (so a slow region of the parameter space is not packed on stale numbers) and a faster
+    one smoothly (``DECAY``), so one lucky group does not inflate the chunks."""
+
+    def __init__(self) -> None:
+        self.value: float | None = None
+        self.observations = 0
+
+    def observe(self, seconds_per_replicate: float) -> None:
+        x = max(float(seconds_per_replicate), 0.0)
+        self.observations += 1
+        if self.value is None or x >= self.value:
+            self.value = x
+        else:
+            self.value += DECAY * (x - self.value)
+
+
+# ---------------------------------------------------------------------------------------------
+# Worker-side functions
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    """The results of a chunk's replicates, in replicate order, and the seconds they took."""
+
+    results: list[Any]
+    seconds: float
+
+
+@sizeof.register(ChunkResult)
+def _sizeof_chunk(chunk: ChunkResult) -> int:
+    # Workers account for (and spill) a chunk by its replicates' outputs.
+    return int(sizeof(chunk.results)) + 64
+
+
+@dataclass(frozen=True)
+class Finished:
+    """What a chunked group's final task returns: ``(stage, value)`` parts as the unchunked
+    target / outputs tasks would have returned them, and (from one task per group) the seconds
+    its replicates took."""
+
+    parts: tuple[tuple[str, Any], ...]
+    seconds: float | None = None
+    replicates: int = 0
+
+
+def run_chunk(model: str, params: dict[str, Any], seeds: Sequence[int]) -> ChunkResult:
+    """Runs replicates one after the other, each exactly as a single task would."""
+    started = time.perf_counter()
+    results = [simulate_replicate(model, params, seed) for seed in seeds]
+    return ChunkResult(results=results, seconds=time.perf_counter() - started)
+
+
+def _flatten(chunks: Sequence[ChunkResult]) -> list[Any]:
+    return [r for chunk in chunks for r in chunk.results]
+
+
+def chunk_target(
+    target: str, name: str, params: dict[str, Any], report: bool, *chunks: ChunkResult
+) -> Finished:
+    """``evaluate_target`` over the group's replicates (flattened from its chunks, in order)."""
+    value = evaluate_target(target, name, params, *_flatten(chunks))
+    if not report:
+        return Finished(parts=(("target", value),))
+    replicates = sum(len(c.results) for c in chunks)
+    seconds = sum(c.seconds for c in chunks)
+    return Finished(parts=(("target", value),), seconds=seconds, replicates=replicates)
+
+
+def chunk_outputs(
+    names: Sequence[str],
+    group_id: int,
+    params: dict[str, Any],
+    parameter_types: dict[str, str],
+    report: bool,
+    *chunks: ChunkResult,
+) -> Finished:
+    """``collect_outputs`` over the group's replicates (flattened from its chunks, in order)."""
+    value = collect_outputs(names, group_id, params, parameter_types, *_flatten(chunks))
+    if not report:
+        return Finished(parts=(("outputs", value),))
+    replicates = sum(len(c.results) for c in chunks)
+    seconds = sum(c.seconds for c in chunks)
+    return Finished(parts=(("outputs", value),), seconds=seconds, replicates=replicates)
+
+
+def run_group(
+    model: str,
+    params: dict[str, Any],
+    seeds: Sequence[int],
+    targets: Sequence[tuple[str, str]],
+    outputs: Sequence[str],
+    group_id: int,
+    parameter_types: dict[str, str],
+) -> Finished:
+    """A whole short group in one task: its replicates, then its targets and outputs."""
+    chunk = run_chunk(model, params, seeds)
+    parts: list[tuple[str, Any]] = [
+        ("target", evaluate_target(ref, name, params, *chunk.results)) for name, ref in targets
+    ]
+    if outputs:
+        parts.append(
+            ("outputs", collect_outputs(outputs, group_id, params, parameter_types, *chunk.results))
+        )
+    return Finished(parts=tuple(parts), seconds=chunk.seconds, replicates=len(seeds))
+
+
+# ---------------------------------------------------------------------------------------------
+# Keys
+
+
+def chunk_key(*, token: str, group_id: int, replicates: range, attempt: int) -> str:
+    """A one-replicate chunk keeps the unchunked key; a longer one names its replicate range."""
+    if len(replicates) == 1:
+        return simulate_key(
+            token=token, group_id=group_id, replicate=replicates.start, attempt=attempt
+        )
+    return f"simulate-{token}-g{group_id}-r{replicates.start}to{replicates.stop - 1}-a{attempt}"
+
+
+def fused_key(*, token: str, group_id: int, replicates: int, attempt: int) -> str:
+    """A whole group in one task (its stage is ``simulate``: failures say so)."""
+    return f"simulate-{token}-g{group_id}-r0to{replicates - 1}-fused-a{attempt}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The runner's side
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChunkSettings:
+    mode: Chunking
+    target_seconds: float
+    fold: bool
+
+
+class ChunkPlanner:
+    """Plans each group's graph from the current estimate and records what it did."""
+
+    def __init__(self, *, settings: ChunkSettings) -> None:
+        self.settings = settings
+        self.estimate = DurationEstimate()
+        #: chunk size (replicates per simulation task) -> number of such tasks submitted
+        self.sizes: Counter[int] = Counter()
+        self.groups_fused = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.settings.mode == "auto"
+
+    @property
+    def probing(self) -> bool:
+        """Auto chunking without a measurement yet: admission is held to ``probe_window``."""
+        return self.enabled and self.estimate.value is None
+
+    def admission_limit(
+        self, *, window: int, threads: int, tasks_per_thread: float, tasks_per_group: int
+    ) -> int:
+        """Groups the window may hold now: ``probe_window`` until the first measurement."""
+        if not self.probing:
+            return window
+        return probe_window(
+            window=window,
+            threads=threads,
+            tasks_per_thread=tasks_per_thread,
+            tasks_per_group=tasks_per_group,
+        )
+
+    def plan(
+        self,
+        *,
+        study: Study,
+        replicate_bytes: int,
+        memory_per_thread: int,
+        memory_fraction: float,
+    ) -> GroupPlan:
+        estimate = self.estimate.value if self.enabled else None
+        size = chunk_size(
+            replicate_seconds=estimate,
+            target_seconds=self.settings.target_seconds,
+            replicates=study.replicates,
+            replicate_bytes=replicate_bytes,
+            memory_per_thread=memory_per_thread,
+            memory_fraction=memory_fraction,
+        )
+        return plan_group(
+            size=size,
+            replicates=study.replicates,
+            targets=len(study.targets),
+            outputs=bool(study.outputs),
+            measured_short=estimate is not None and estimate < self.settings.target_seconds,
+            fold=self.settings.fold,
+        )
+
+    def submit(
+        self,
+        client: Client,
+        *,
+        study: Study,
+        group_id: int,
+        attempt: int,
+        plan: GroupPlan,
+        priority: int,
+    ) -> list[Future]:
+        """Sends the group to the scheduler in one message; futures for its final tasks.
+
+        A fused group is one task without dependencies: ``Client.submit`` sends it without
+        building a graph collection, which is most of the runner's work per short group.
+        """
+        if self.enabled and plan.fused:
+            self.sizes[study.replicates] += 1
+            self.groups_fused += 1
+            seeds = [study.seed_for(group_id=group_id, replicate=r) for r in plan.chunks[0]]
+            key = fused_key(
+                token=study.token, group_id=group_id, replicates=study.replicates, attempt=attempt
+            )
+            return [
+                client.submit(
+                    run_group,
+                    study.model,
+                    study.groups[group_id],
+                    seeds,
+                    list(study.targets.items()),
+                    list(study.outputs),
+                    group_id,
+                    study.parameter_types,
+                    key=key,
+                    priority=priority,
+                    pure=False,
+                )
+            ]
+        finals = self.graph(study=study, group_id=group_id, attempt=attempt, plan=plan)
+        return client.compute(finals, optimize_graph=False, priority=priority)
+
+    def graph(self, *, study: Study, group_id: int, attempt: int, plan: GroupPlan) -> list[Delayed]:
+        """The final tasks of a group that is not fused (the ones the runner holds futures for):
+        its chunks (or, chunking off, its replicates) feed the targets and the outputs task."""
+        params = study.groups[group_id]
+        token = study.token
+        seeds = [study.seed_for(group_id=group_id, replicate=r) for r in range(study.replicates)]
+        for chunk in plan.chunks:
+            self.sizes[len(chunk)] += 1
+        if not self.enabled:
+            return _unchunked(study=study, group_id=group_id, attempt=attempt, seeds=seeds)
+        chunks = [
+            delayed(run_chunk, pure=True)(
+                study.model,
+                params,
+                seeds[c.start : c.stop],
+                dask_key_name=chunk_key(
+                    token=token, group_id=group_id, replicates=c, attempt=attempt
+                ),
+            )
+            for c in plan.chunks
+        ]
+        finals = [
+            delayed(chunk_target, pure=True)(
+                ref,
+                name,
+                params,
+                t == 0,  # one task per group reports the durations
+                *chunks,
+                dask_key_name=target_key(
+                    token=token, group_id=group_id, target_index=t, attempt=attempt
+                ),
+            )
+            for t, (name, ref) in enumerate(study.targets.items())
+        ]
+        if study.outputs:
+            finals.append(
+                delayed(chunk_outputs, pure=True)(
+                    list(study.outputs),
+                    group_id,
+                    params,
+                    study.parameter_types,
+                    not study.targets,
+                    *chunks,
+                    dask_key_name=outputs_key(token=token, group_id=group_id, attempt=attempt),
+                )
+            )
+        return finals
+
+    def unpack(self, kind: str, result: Any) -> Iterator[tuple[str, Any]]:
+        """``(stage, value)`` pairs of a finished final task, as the unchunked tasks return
+        them; a measurement it carries updates the estimate."""
+        if not isinstance(result, Finished):
+            yield kind, result
+            return
+        if result.seconds is not None and result.replicates > 0:
+            before = self.estimate.value
+            self.estimate.observe(result.seconds / result.replicates)
+            if before is None:
+                logger.info(
+                    "chunking: replicates take %.4fs each; packing about %gs of them per task",
+                    self.estimate.value,
+                    self.settings.target_seconds,
+                )
+        yield from result.parts
+
+    def summary(self) -> dict[str, Any]:
+        """Summary fields: the chunk sizes used (a histogram and min/median/max)."""
+        sizes = sorted(self.sizes.elements())
+        return {
+            "chunking": self.settings.mode,
+            "chunk_seconds": self.settings.target_seconds,
+            "chunk_sizes": {str(k): v for k, v in sorted(self.sizes.items())},
+            "chunk_size_min": sizes[0] if sizes else None,
+            "chunk_size_median": statistics.median(sizes) if sizes else None,
+            "chunk_size_max": sizes[-1] if sizes else None,
+            "groups_fused": self.groups_fused,
+            "replicate_seconds_estimate": None
+            if self.estimate.value is None
+            else round(self.estimate.value, 6),
+        }
+
+
+def _unchunked(*, study: Study, group_id: int, attempt: int, seeds: Sequence[int]) -> list[Delayed]:
+    """``--chunking off``: R simulation tasks, one per target and the outputs task (the graph
+    the runner has always submitted)."""
+    params = study.groups[group_id]
+    token = study.token
+    sims = [
+        delayed(simulate_replicate, pure=True)(
+            study.model,
+            params,
+            seeds[r],
+            dask_key_name=simulate_key(
+                token=token, group_id=group_id, replicate=r, attempt=attempt
+            ),
+        )
+        for r in range(study.replicates)
+    ]
+    finals = [
+        delayed(evaluate_target, pure=True)(
+            ref,
+            name,
+            params,
+            *sims,
+            dask_key_name=target_key(
+                token=token, group_id=group_id, target_index=t, attempt=attempt
+            ),
+        )
+        for t, (name, ref) in enumerate(study.targets.items())
+    ]
+    if study.outputs:
+        finals.append(
+            delayed(collect_outputs, pure=True)(
+                list(study.outputs),
+                group_id,
+                params,
+                study.parameter_types,
+                *sims,
+                dask_key_name=outputs_key(token=token, group_id=group_id, attempt=attempt),
+            )
+        )
+    return finals

@@ -1,0 +1,455 @@
+"""Adaptive chunking (dask_workspace.chunking): the pure sizing rule, and real runs on real Dask
+clusters -- identical results chunked and unchunked, failures per replicate, a chunk lost with
+its worker, a poison chunk, and chunk memory as the workers account for it."""
+
+from __future__ import annotations
+
+import pathlib
+import textwrap
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import run_cli, run_study_cli, start_cluster, write_study
+
+from dask_workspace.chunking import (
+    ChunkResult,
+    DurationEstimate,
+    chunk_size,
+    plan_group,
+    probe_window,
+    run_chunk,
+    split,
+)
+from dask_workspace.results import read_results
+from dask_workspace.tasks import parse_group, simulate_replicate
+from dask_workspace.window import Capacity, WindowController
+
+MiB = 2**20
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def size(**kw):
+    base = {
+        "replicate_seconds": 0.01,
+        "target_seconds": 0.2,
+        "replicates": 100,
+        "replicate_bytes": 1024,
+        "memory_per_thread": 0,
+        "memory_fraction": 0.5,
+    }
+    return chunk_size(**(base | kw))
+
+
+# -- the sizing rule -----------------------------------------------------------------------------
+
+
+def test_unmeasured_and_long_replicates_stay_one_task_each():
+    assert size(replicate_seconds=None) == 1
+    assert size(replicate_seconds=0.2) == 1  # exactly the target: not packed
+    assert size(replicate_seconds=5.0) == 1
+
+
+def test_short_replicates_fill_the_target_duration_capped_by_r():
+    assert size(replicate_seconds=0.01) == 20
+    assert size(replicate_seconds=0.03) == 6  # floor: a chunk does not overshoot the target
+    assert size(replicate_seconds=0.0, replicates=30) == 30
+    assert size(replicate_seconds=0.001, replicates=30) == 30
+
+
+def test_chunk_memory_is_its_replicates_outputs_and_is_capped():
+    # 0.5 x 400 MiB per thread / 50 MiB per replicate = 4 replicates, whatever the speed.
+    assert size(replicate_seconds=0.001, replicate_bytes=50 * MiB, memory_per_thread=400 * MiB) == 4
+    # A replicate larger than the budget still runs (alone), as it would unchunked.
+    assert (
+        size(replicate_seconds=0.001, replicate_bytes=900 * MiB, memory_per_thread=400 * MiB) == 1
+    )
+
+
+def test_split_is_contiguous_balanced_and_complete():
+    assert [len(r) for r in split(replicates=10, size=4)] == [4, 3, 3]
+    assert split(replicates=6, size=6) == (range(0, 6),)
+    assert split(replicates=3, size=1) == (range(0, 1), range(1, 2), range(2, 3))
+    for r in range(1, 40):
+        for s in range(1, r + 2):
+            chunks = split(replicates=r, size=s)
+            assert [i for c in chunks for i in c] == list(range(r))
+            assert max(map(len, chunks)) <= s
+            assert max(map(len, chunks)) - min(map(len, chunks)) <= 1
+
+
+def test_targets_fold_into_a_chunk_only_for_measured_short_groups_that_fit_one_chunk():
+    fused = plan_group(
+        size=30, replicates=30, targets=3, outputs=True, measured_short=True, fold=True
+    )
+    assert fused.fused and fused.tasks == 1
+    split3 = plan_group(
+        size=10, replicates=30, targets=3, outputs=True, measured_short=True, fold=True
+    )
+    assert not split3.fused and split3.tasks == 3 + 3 + 1
+    # R = 1 with a long (or unmeasured) replicate: exactly today's graph, 1 + T (+ outputs).
+    long_ = plan_group(
+        size=1, replicates=1, targets=2, outputs=False, measured_short=False, fold=True
+    )
+    assert not long_.fused and long_.tasks == 3
+    nofold = plan_group(
+        size=30, replicates=30, targets=3, outputs=False, measured_short=True, fold=False
+    )
+    assert not nofold.fused and nofold.tasks == 4
+
+
+def test_probe_admits_only_what_the_threads_need_until_measured():
+    # sir-grid on 4 threads: one group is 34 tasks, already 3 per thread -> probe with one group.
+    assert probe_window(window=2, threads=4, tasks_per_thread=3, tasks_per_group=34) == 1
+    # R = 4 + 2 targets on 4 threads: two groups, whatever the fixed window.
+    assert probe_window(window=16, threads=4, tasks_per_thread=3, tasks_per_group=6) == 2
+    assert probe_window(window=1, threads=64, tasks_per_thread=3, tasks_per_group=6) == 1
+
+
+def test_estimate_follows_slower_groups_at_once_and_faster_ones_smoothly():
+    e = DurationEstimate()
+    assert e.value is None
+    e.observe(0.01)
+    assert e.value == 0.01
+    e.observe(0.05)  # a slow region of the parameter space: no stale packing
+    assert e.value == 0.05
+    e.observe(0.01)
+    assert 0.01 < e.value < 0.05  # one fast group does not inflate the chunks at once
+    for _ in range(40):
+        e.observe(0.01)
+    assert e.value == pytest.approx(0.01, rel=1e-3)
+
+
+def test_fewer_tasks_per_group_widen_the_auto_window_within_the_memory_budget():
+    c = WindowController(
+        fixed=None,
+        tasks_per_group=34,
+        replicates=30,
+        tasks_per_thread=3,
+        memory_fraction=0.5,
+        replicate_memory=1 * MiB,
+        safety_factor=1.0,
+        max_window=10_000,
+    )
+    c.update(Capacity(workers=4, threads=4, memory_limit=4 * 1024 * MiB))
+    assert c.limit == 2  # max(2, ceil(12 / 34))
+    c.set_tasks_per_group(1)  # fused groups
+    assert c.limit == 12
+    c.observe_replicate_bytes(30 * 20 * MiB)  # 20 MiB replicates: 600 MiB per group
+    assert c.limit == 3  # floor(0.5 x 4 GiB / 600 MiB): memory still bounds the groups
+    assert c.memory_per_thread == 1024 * MiB
+
+
+def test_chunk_keys_belong_to_their_group():
+    from dask_workspace.chunking import chunk_key, fused_key
+
+    k = chunk_key(token="syn-abc", group_id=7, replicates=range(4, 8), attempt=1)
+    assert k == "simulate-syn-abc-g7-r4to7-a1"
+    assert parse_group(k, token="syn-abc") == 7
+    f = fused_key(token="syn-abc", group_id=12, replicates=30, attempt=0)
+    assert parse_group(f, token="syn-abc") == 12
+    one = chunk_key(token="syn-abc", group_id=3, replicates=range(2, 3), attempt=0)
+    assert one == "simulate-syn-abc-g3-r2-a0"  # the unchunked key
+
+
+def test_a_chunk_runs_each_replicate_exactly_as_a_single_task():
+    params = {"x": 1.5, "points": 3, "fail_seed_mod": 4}
+    seeds = [8, 9, 12, 13]
+    chunk = run_chunk("dask_workspace.examples.synthetic:simulate", params, seeds)
+    singles = [
+        simulate_replicate("dask_workspace.examples.synthetic:simulate", params, s) for s in seeds
+    ]
+    assert [type(r) for r in chunk.results] == [type(r) for r in singles]
+    assert chunk.results[0] == singles[0]  # TaskError for seed 8 (8 % 4 == 0), same text
+    assert chunk.results[0].task == "seed 8"
+    assert chunk.results[1]["seed"] == 9 and chunk.seconds >= 0
+
+
+# -- real runs -----------------------------------------------------------------------------------
+
+
+def _frames(uri: str) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
+    r = read_results(uri)
+    agg = r.aggregates.sort_values(["group_id", "target"]).reset_index(drop=True)
+    outs = {
+        name: df.sort_values(
+            [c for c in ("group_id", "replicate", "index") if c in df]
+        ).reset_index(drop=True)
+        for name, df in r.outputs.items()
+    }
+    return agg, outs
+
+
+def _assert_same(a: str, b: str) -> None:
+    agg_a, out_a = _frames(a)
+    agg_b, out_b = _frames(b)
+    pd.testing.assert_frame_equal(agg_a, agg_b, check_exact=True)
+    assert out_a.keys() == out_b.keys()
+    for name in out_a:
+        pd.testing.assert_frame_equal(out_a[name], out_b[name], check_exact=True)
+
+
+def test_sir_grid_chunked_and_unchunked_give_identical_values(cluster, tmp_path):
+    doc = yaml.safe_load((ROOT / "examples/studies/sir-grid.yaml").read_text())
+    doc["parameters"]["grid"]["beta"]["num"] = 5  # 10 groups x 12 replicates keeps it short
+    doc["replicates"] = 12
+    study = tmp_path / "sir.yaml"
+    study.write_text(yaml.safe_dump(doc))
+    runs = {
+        "off": ["--chunking", "off"],
+        "fused": ["--chunking", "auto", "--chunk-seconds", "5"],
+        # Tiny target: chunks of a few replicates with separate target tasks.
+        "split": ["--chunking", "auto", "--chunk-seconds", "0.004"],
+    }
+    summaries = {}
+    for name, args in runs.items():
+        res = run_study_cli(
+            study,
+            scheduler=cluster.address,
+            results=str(tmp_path / name),
+            summary=tmp_path / f"{name}.json",
+            args=[*args, "--window", "2"],
+        )
+        assert res.returncode == 0, res.stderr
+        summaries[name] = res.summary
+    _assert_same(str(tmp_path / "off"), str(tmp_path / "fused"))
+    _assert_same(str(tmp_path / "off"), str(tmp_path / "split"))
+    off, fused = summaries["off"], summaries["fused"]
+    assert off["chunk_sizes"] == {"1": 10 * 12} and off["tasks_submitted"] == 10 * (12 + 3 + 1)
+    assert fused["groups_fused"] >= 1 and fused["chunk_size_max"] == 12
+    # tasks_submitted counts Dask tasks: the probe groups' 16 each, one per fused group.
+    probe = fused["chunk_sizes"]["1"] // 12
+    assert fused["tasks_submitted"] == probe * 16 + (10 - probe)
+    assert fused["peak_scheduler_tasks"] < off["peak_scheduler_tasks"] * 2
+
+
+def test_synthetic_chunks_with_separate_targets_are_bit_identical(cluster, tmp_path):
+    study = write_study(
+        tmp_path / "syn.yaml",
+        parameters={"grid": {"x": list(range(8)), "median_seconds": 0.004, "sigma": 1.0}},
+        replicates=9,
+        outputs=["series"],
+    )
+    common = ["--window", "3"]
+    off = run_study_cli(
+        study,
+        scheduler=cluster.address,
+        results=str(tmp_path / "off"),
+        summary=tmp_path / "off.json",
+        args=[*common, "--chunking", "off"],
+    )
+    auto = run_study_cli(
+        study,
+        scheduler=cluster.address,
+        results=str(tmp_path / "auto"),
+        summary=tmp_path / "auto.json",
+        args=[*common, "--chunk-seconds", "0.02"],
+        env={"DASK_WORKSPACE__RUNNER__CHUNK_FOLD_TARGETS": "false"},
+    )
+    assert off.returncode == 0 and auto.returncode == 0, auto.stderr
+    _assert_same(str(tmp_path / "off"), str(tmp_path / "auto"))
+    s = auto.summary
+    assert s["groups_fused"] == 0
+    assert s["chunk_size_max"] > 1  # some groups really ran as chunks of several replicates
+    assert s["tasks_submitted"] < off.summary["tasks_submitted"]
+    assert s["replicate_seconds_estimate"] > 0
+
+
+def test_a_replicate_raising_inside_a_chunk_is_reported_as_that_replicate(cluster, tmp_path):
+    seed, mod, reps = 7, 3, 6
+    sets = [{"x": float(i), "fail_seed_mod": mod if i >= 2 else 0} for i in range(5)]
+    study = write_study(
+        tmp_path / "fail.yaml",
+        parameters={"sets": sets},
+        replicates=reps,
+        seed=seed,
+        outputs=["series"],
+    )
+    results = {}
+    for name, args in {"off": ["--chunking", "off"], "auto": ["--chunk-seconds", "10"]}.items():
+        res = run_study_cli(
+            study,
+            scheduler=cluster.address,
+            results=str(tmp_path / name),
+            summary=tmp_path / f"{name}.json",
+            args=[*args, "--window", "1"],
+        )
+        assert res.returncode == 3, res.stderr
+        results[name] = (read_results(str(tmp_path / name)), res.summary)
+    (off, _), (auto, s) = results["off"], results["auto"]
+    assert s["groups_fused"] >= 3  # the failing groups ran inside fused chunks
+    assert off.failed == auto.failed == {2, 3, 4}
+    cols = ["group_id", "stage", "task", "error"]
+    fa = auto.failures.sort_values("group_id")[cols].reset_index(drop=True)
+    fo = off.failures.sort_values("group_id")[cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(fa, fo)
+    assert (fa["stage"] == "simulate").all()
+    assert fa["task"].str.match(r"replicate \d+ \(seed \d+\)").all()
+    assert fa["error"].str.contains("synthetic failure for seed").all()
+    # Kept outputs skip exactly the failing replicates, as unchunked.
+    _, out_a = _frames(str(tmp_path / "auto"))
+    _, out_o = _frames(str(tmp_path / "off"))
+    pd.testing.assert_frame_equal(out_a["series"], out_o["series"])
+
+
+def test_bad_chunk_settings_exit_2_naming_the_flag(tmp_path):
+    study = write_study(tmp_path / "s.yaml", parameters={"sets": [{"x": 1.0}]})
+    res = run_cli(
+        [
+            "run",
+            str(study),
+            "--scheduler",
+            "tcp://127.0.0.1:1",
+            "--results",
+            str(tmp_path / "r"),
+            "--chunking",
+            "sometimes",
+            "--chunk-seconds",
+            "0",
+        ]
+    )
+    assert res.returncode == 2
+    assert "--chunking: must be 'auto' or 'off', got 'sometimes'" in res.stderr
+    assert "--chunk-seconds: must be a positive duration" in res.stderr
+    assert "Traceback" not in res.stderr
+    assert not (tmp_path / "r").exists()
+
+
+# -- worker deaths -------------------------------------------------------------------------------
+
+MODEL = textwrap.dedent(
+    """
+    import os, pathlib, signal
+
+    def simulate(params, seed):
+        # The first replicate of a marked group to run SIGKILLs its worker, once per marker file.
+        marker = pathlib.Path(params["marker_dir"]) / f"g{params['x']}"
+        if params.get("kill_once") and not marker.exists():
+            marker.write_text("killed")
+            os.kill(os.getpid(), signal.SIGKILL)
+        return {"x": float(params["x"]), "seed": seed}
+
+    def mean_x(replicates, params):
+        return sum(r["x"] for r in replicates) / len(replicates)
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("model")
+    (d / "killonce.py").write_text(MODEL)
+    return d
+
+
+@pytest.fixture(scope="module")
+def fragile_cluster(tmp_path_factory, model_dir):
+    # allowed-failures=1 as in test_poison: a task that was running on 2 workers that died
+    # becomes KilledWorker (Dask's default is 3; the mechanism is the same).
+    c = start_cluster(
+        tmp_path_factory.mktemp("fragile"),
+        pods=(("cp", 2, 1),),
+        scheduler_env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"},
+        worker_env={"PYTHONPATH": str(model_dir)},
+    )
+    try:
+        yield c
+    finally:
+        c.stop()
+
+
+def test_a_chunk_lost_with_its_worker_is_retried_and_nothing_is_lost(
+    fragile_cluster, model_dir, tmp_path
+):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    sets = [{"x": i, "kill_once": i == 2, "marker_dir": str(markers)} for i in range(4)]
+    study = tmp_path / "once.yaml"
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "name": "once",
+                "model": "killonce:simulate",
+                "targets": {"mean_x": "killonce:mean_x"},
+                "parameters": {"sets": sets},
+                "replicates": 5,
+                "seed": 3,
+            }
+        )
+    )
+    res = run_study_cli(
+        study,
+        scheduler=fragile_cluster.address,
+        results=str(tmp_path / "res"),
+        summary=tmp_path / "s.json",
+        args=["--window", "1", "--chunk-seconds", "10"],
+        env={"PYTHONPATH": str(model_dir)},
+        timeout=240,
+    )
+    assert res.returncode == 0, res.stderr
+    s = res.summary
+    assert (markers / "g2").exists()  # the kill happened ...
+    assert s["worker_deaths"] == 1  # ... once: Dask ran the chunk again on the restarted worker
+    assert s["groups_retried"] == 0  # within allowed-failures: no new keys needed
+    assert s["groups_fused"] >= 3  # group 2 was a chunk (the whole group in one task)
+    r = read_results(str(tmp_path / "res"))
+    assert r.persisted == {0, 1, 2, 3}
+    mean_x = r.aggregates
+    assert (mean_x["value"] == mean_x["x"]).all()
+
+
+def test_a_poison_chunk_counts_like_a_single_task_then_fails_its_group(fragile_cluster, tmp_path):
+    study = write_study(
+        tmp_path / "poison.yaml",
+        parameters={
+            "sets": [
+                {"x": 0.0, "kill_worker": False},
+                {"x": 1.0, "kill_worker": False},
+                {"x": 2.0, "kill_worker": True},
+                {"x": 3.0, "kill_worker": False},
+            ]
+        },
+        replicates=4,
+    )
+    uri = str(tmp_path / "res")
+    res = run_study_cli(
+        study,
+        scheduler=fragile_cluster.address,
+        results=uri,
+        summary=tmp_path / "s.json",
+        args=["--window", "1", "--chunk-seconds", "10"],
+        timeout=240,
+    )
+    assert res.returncode == 3, res.stderr
+    s = res.summary
+    assert s["groups_retried"] == 1 and s["groups_failed"] == 1 and s["groups_persisted"] == 3
+    # Two attempts x (allowed-failures + 1) deaths: the chunk of 4 replicates is one task to
+    # allowed-failures, not four.
+    assert s["worker_deaths"] == 4
+    r = read_results(uri)
+    assert r.failed == {2}
+    failure = r.failures.set_index("group_id").loc[2]
+    assert failure["stage"] == "simulate"
+    assert "KilledWorker" in failure["error"]
+    assert "-g2-r0to3-fused-a1" in failure["task"]  # the retry ran the chunk under new keys
+
+
+def test_workers_account_a_chunk_by_its_replicates_outputs(cluster):
+    params = {"x": 1.0, "points": 100_000}  # 800 kB series per replicate
+    with cluster.client() as client:
+        fut = client.submit(
+            run_chunk,
+            "dask_workspace.examples.synthetic:simulate",
+            params,
+            [1, 2, 3, 4],
+            pure=False,
+        )
+        chunk = fut.result()
+        assert isinstance(chunk, ChunkResult) and len(chunk.results) == 4
+
+        def nbytes(dask_scheduler, key):
+            return dask_scheduler.tasks[key].nbytes
+
+        held = client.run_on_scheduler(nbytes, key=fut.key)
+        del fut
+    assert held >= 4 * 800_000  # the scheduler and the window see the outputs, not a wrapper
