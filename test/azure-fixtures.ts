@@ -91,6 +91,12 @@ export function azureConfig(o: FixtureOverrides = {}): WorkspaceConfig {
       window: "auto",
       batchSize: 200,
       results: o.runnerResults ?? "az://results",
+      resultsVolume: {
+        size: mem("10Gi"),
+        accessMode: "ReadWriteOnce",
+        retainOnDelete: true,
+      },
+      ephemeral: false,
       cpu: "1",
       memory: mem("2Gi"),
     },
