@@ -201,9 +201,9 @@ describe("bad configs: every problem with its exact message", () => {
     ],
     [
       "results URIs",
-      { runner: { results: "s3://bucket/x" }, jobs: { a: { study: STUDY, results: "az://A/x" } } },
+      { runner: { results: "ftp://bucket/x" }, jobs: { a: { study: STUDY, results: "az://A/x" } } },
       [
-        'runner.results: "s3://bucket/x": only local paths and az://<container>/<prefix> are supported',
+        'runner.results: "ftp://bucket/x": use a path (on target kubernetes, under /results) or an object store URI: az://<container>/<prefix>, s3://<bucket>/<prefix> or gs://<bucket>/<prefix>',
         `jobs.a.results: "az://A/x": "A" is not an Azure Blob container name (3-63 lower-case letters, digits and single '-'); use az://<container>/<prefix>`,
       ],
     ],
@@ -316,6 +316,12 @@ describe("good configs", () => {
         window: "auto",
         batchSize: 200,
         results: "/results",
+        resultsVolume: {
+          size: { bytes: 10 * GiB, quantity: "10Gi" },
+          accessMode: "ReadWriteOnce",
+          retainOnDelete: true,
+        },
+        ephemeral: false,
         cpu: "1",
         memory: { bytes: GiB, quantity: "1Gi" },
       },
@@ -350,7 +356,7 @@ describe("good configs", () => {
         lifetime: { duration: "6h", stagger: "30m" },
       },
       autoscaling: { enabled: true, minReplicas: 2, maxReplicas: 6 },
-      runner: { results: "az://results/base", window: 8 },
+      runner: { results: "az://results/base", window: 8, resultsSecret: "results-credentials" },
       jobs: { sir: { study: STUDY, mode: "batch", batchSize: 50 } },
     });
     expect(r.warnings).toEqual([]);
@@ -365,6 +371,7 @@ describe("good configs", () => {
         name: "sir",
         studyPath: STUDY,
         studyText: fs.readFileSync(path.join(ROOT, STUDY), "utf8"),
+        bundle: expect.objectContaining({ hash: expect.stringMatching(/^[0-9a-f]{64}$/) }),
         results: "az://results/base/sir",
         mode: "batch",
         window: 8,
