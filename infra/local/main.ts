@@ -1,10 +1,13 @@
 /**
- * `npm run local -- [--stack <name>] [--config-file <path>] [--study <file>] [--summary <path>]`
+ * `npm run local -- [--stack <name>] [--config-file <path>] [--study <file>] [--summary <path>]
+ *  [--results <dir>] [--keep] [-- <runner flags>]`
  *
- * Validates the stack config with the same code as `pulumi up` (nothing starts when it is
- * invalid), starts the workspace as local processes (pods in memory cgroups), runs the study
- * through the runner with live progress, prints the summary and tears everything down, also on
- * Ctrl-C and SIGTERM. See `args.ts` for every flag and the exit codes.
+ * Validates the stack config with the same code as `pulumi up` and checks the study in a
+ * subprocess (`python -m dask_workspace check --no-run`, see `preflight.ts`): nothing starts
+ * when either fails, or when the results location already holds every group. Then starts the
+ * workspace as local processes (pods in memory cgroups), runs the study through the runner with
+ * live progress, prints the summary and tears everything down, also on Ctrl-C and SIGTERM
+ * (`--keep`: after a Ctrl-C). See `args.ts` for every flag and the exit codes.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -17,8 +20,10 @@ import {
   readStackConfigFile,
 } from "../config.js";
 import type { WorkspaceConfig } from "../types.js";
-import { ArgsError, defaultResults, type LocalArgs, parseLocalArgs } from "./args.js";
-import { formatSummary, launchWorkspace, writeFileAtomic } from "./run.js";
+import { ArgsError, defaultResults, type LocalArgs, parseLocalArgs, retryCommand } from "./args.js";
+import type { LocalWorkspace } from "./launcher.js";
+import { decideFromRun, runCheck } from "./preflight.js";
+import { formatSummary, type LaunchResult, launchWorkspace, writeFileAtomic } from "./run.js";
 
 const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -84,6 +89,18 @@ function studyName(file: string): string | undefined {
   }
 }
 
+/** What `--keep` prints once the study is done: where the workspace is and how to use it. */
+function keepMessage(ws: LocalWorkspace, results: string): string[] {
+  const python = path.join(PROJECT_ROOT, ".venv", "bin", "python");
+  return [
+    "the workspace stays up (--keep); press Ctrl-C to tear it down",
+    `  dashboard  ${ws.dashboardUrl}/status`,
+    `  scheduler  ${ws.schedulerAddress}`,
+    `  connect    ${python} -i -c 'from distributed import Client; client = Client("${ws.schedulerAddress}"); print(client)'`,
+    `  results    ${python} -c 'from dask_workspace.results import read_results; print(read_results("${results}").aggregates)'`,
+  ];
+}
+
 async function main(argv: string[]): Promise<number> {
   let args: LocalArgs;
   let config: WorkspaceConfig;
@@ -123,6 +140,50 @@ async function main(argv: string[]): Promise<number> {
 
   say(`stack ${args.stack} (${path.relative(process.cwd(), args.configFile) || args.configFile})`);
   say(`study ${args.studyFile}; results ${results} (running again with the same results resumes)`);
+
+  // The study is checked before anything starts: a typo costs a second, not a workspace start.
+  const check = await runCheck(config, {
+    root: PROJECT_ROOT,
+    studyFile: args.studyFile,
+    results,
+    runnerArgs: args.runnerArgs,
+  });
+  const decision = decideFromRun(check, {
+    runnerArgs: args.runnerArgs,
+    results,
+    retryCommand: retryCommand(argv),
+  });
+  if (decision.action === "exit") {
+    say(decision.message);
+    return decision.exitCode;
+  }
+  say(
+    `study checked in ${check.seconds.toFixed(1)} s` +
+      (check.report?.bundle_hash !== undefined
+        ? ` (code ${check.report.bundle_hash.slice(0, 12)})`
+        : ""),
+  );
+  if (decision.note !== undefined) say(decision.note);
+  if (signalled !== undefined) return signalled === "SIGINT" ? 130 : 143;
+
+  const printSummary = (r: LaunchResult) => {
+    if (Object.keys(r.summary).length === 0) return;
+    process.stdout.write(`summary:\n${formatSummary(r.summary).join("\n")}\n`);
+    if (args.summaryPath !== undefined) {
+      writeFileAtomic(args.summaryPath, `${JSON.stringify(r.summary, null, 2)}\n`);
+      say(`summary written to ${args.summaryPath}`);
+    }
+  };
+  let printed = false;
+  const keepUp = async (ws: LocalWorkspace, r: LaunchResult) => {
+    printSummary(r);
+    printed = true;
+    for (const line of keepMessage(ws, results)) say(line);
+    await new Promise<void>((resolve) => {
+      if (controller.signal.aborted) resolve();
+      controller.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+  };
   let result;
   try {
     result = await launchWorkspace(config, {
@@ -134,18 +195,13 @@ async function main(argv: string[]): Promise<number> {
       log: say,
       out: (line) => process.stdout.write(`${line}\n`),
       signal: controller.signal,
+      ...(args.keep ? { afterRun: keepUp } : {}),
     });
   } catch (err) {
     if (signalled !== undefined) return signalled === "SIGINT" ? 130 : 143;
     throw err;
   }
-  if (Object.keys(result.summary).length > 0) {
-    process.stdout.write(`summary:\n${formatSummary(result.summary).join("\n")}\n`);
-    if (args.summaryPath !== undefined) {
-      writeFileAtomic(args.summaryPath, `${JSON.stringify(result.summary, null, 2)}\n`);
-      say(`summary written to ${args.summaryPath}`);
-    }
-  }
+  if (!printed) printSummary(result);
   say(`workspace torn down; exit ${result.exitCode}`);
   return result.exitCode;
 }

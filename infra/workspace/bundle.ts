@@ -179,7 +179,12 @@ export function buildBundle(
   studyFile: string,
   opts: { defaultIgnoreFile?: string } = {},
 ): StudyBundle {
-  const studyDir = path.resolve(path.dirname(studyFile));
+  let studyDir: string;
+  try {
+    studyDir = path.dirname(fs.realpathSync(path.resolve(studyFile)));
+  } catch (err) {
+    throw new BundleError(`study file ${studyFile} cannot be read: ${(err as Error).message}`);
+  }
   const realRoot = fs.realpathSync(studyDir);
   const rules = [
     ...readIgnoreFile(opts.defaultIgnoreFile ?? DEFAULT_IGNORE_FILE, true),
@@ -195,6 +200,8 @@ export function buildBundle(
       let isDir = entry.isDirectory();
       let isFile = entry.isFile();
       if (entry.isSymbolicLink()) {
+        // Left out anyway: where it points does not matter.
+        if (isIgnored(rules, rel, false) || isIgnored(rules, rel, true)) continue;
         let target: string;
         try {
           target = fs.realpathSync(abs);
