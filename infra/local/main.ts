@@ -154,7 +154,7 @@ async function main(argv: string[]): Promise<number> {
     retryCommand: retryCommand(argv),
   });
   if (decision.action === "exit") {
-    say(decision.message);
+    say(`study checked in ${check.seconds.toFixed(1)} s: ${decision.message}`);
     return decision.exitCode;
   }
   say(
