@@ -185,6 +185,14 @@ export function buildBundle(
   } catch (err) {
     throw new BundleError(`study file ${studyFile} cannot be read: ${(err as Error).message}`);
   }
+  return buildFolderBundle(studyDir, opts);
+}
+
+/** The bundle of a folder (the same rules, its own `.studyignore`): see {@link buildBundle}. */
+export function buildFolderBundle(
+  studyDir: string,
+  opts: { defaultIgnoreFile?: string } = {},
+): StudyBundle {
   const realRoot = fs.realpathSync(studyDir);
   const rules = [
     ...readIgnoreFile(opts.defaultIgnoreFile ?? DEFAULT_IGNORE_FILE, true),
