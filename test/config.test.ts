@@ -208,6 +208,28 @@ describe("bad configs: every problem with its exact message", () => {
       ],
     ],
     [
+      "credentials in a results URI",
+      {
+        runner: { results: "s3://AKIA:hunter2@bucket/x" },
+        jobs: { a: { study: STUDY, results: "az://results/x?sv=2024&sig=abc" } },
+      },
+      [
+        'runner.results: "s3://AKIA:hunter2@bucket/x" carries credentials; never put them in the stack config: store them in a Kubernetes Secret and name it in runner.resultsSecret',
+        'jobs.a.results: "az://results/x?sv=2024&sig=abc" carries a token in its query string; never put credentials in the stack config: store them in a Kubernetes Secret and name it in runner.resultsSecret',
+      ],
+    ],
+    [
+      "results that would die with the pod",
+      {
+        runner: { results: "out" },
+        jobs: { a: { study: STUDY }, b: { study: STUDY, results: "/data/b" } },
+      },
+      [
+        'runner.results: "out/a" (job a) would be an emptyDir that dies with the runner pod, so a re-run could not resume; use a path under /results (the workspace\'s results volume), an object store URI (az://, s3://, gs://), or set runner.ephemeral: true to accept losing them',
+        'jobs.b.results: "/data/b" (job b) would be an emptyDir that dies with the runner pod, so a re-run could not resume; use a path under /results (the workspace\'s results volume), an object store URI (az://, s3://, gs://), or set runner.ephemeral: true to accept losing them',
+      ],
+    ],
+    [
       "lifetime stagger not below duration, and a non-duration",
       { workers: { lifetime: { duration: "1h", stagger: "2h" } }, runner: { window: 0 } },
       [
@@ -327,6 +349,14 @@ describe("good configs", () => {
       },
       jobs: [],
     });
+  });
+
+  it("runner.ephemeral: true allows results that die with the pod, with a warning, and no claim", () => {
+    const r = configOf({ runner: { ephemeral: true }, jobs: { a: { study: STUDY } } });
+    expect(r.ok).toBe(true);
+    expect(r.warnings).toEqual([
+      "runner.results: job a writes its results to /results/a in an emptyDir (runner.ephemeral: true): they are lost when its pod goes, and a re-run cannot resume them",
+    ]);
   });
 
   it('treats Pulumi.yaml\'s empty defaults ("" and {}) as unset', () => {
@@ -633,6 +663,28 @@ describe("loadConfig under the Pulumi runtime", () => {
         "invalid stack config (stack unit), 2 problem(s):",
         "workers.memoryPerProcess: 6 × 4Gi = 24Gi leaves 0 of podMemory 24Gi for the nanny; use at most 3977Mi per process or raise podMemory to at least 25285Mi",
         "worker: unknown key; did you mean workers?",
+      ].join("\n"),
+    );
+  });
+
+  it("refuses keys under a misspelt namespace, which Pulumi would silently ignore", () => {
+    pulumi.runtime.setAllConfig({
+      "dask_workspace:workers": JSON.stringify({ replicas: 9 }),
+      "daskworkspace:runner": JSON.stringify({ cpu: "2" }),
+      "kubernetes:context": "kind-kind",
+    });
+    let error: unknown;
+    try {
+      loadConfig();
+    } catch (e) {
+      error = e;
+    }
+    expect(pulumi.RunError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toBe(
+      [
+        "invalid stack config (stack unit):",
+        'dask_workspace:workers: "dask_workspace:" is not this project\'s namespace, so Pulumi would ignore this key; write it as dask-workspace:workers',
+        'daskworkspace:runner: "daskworkspace:" is not this project\'s namespace, so Pulumi would ignore this key; write it as dask-workspace:runner',
       ].join("\n"),
     );
   });
