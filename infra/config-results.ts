@@ -72,7 +72,8 @@ export function resultsUriProblem(v: string): string | undefined {
 /**
  * The durability rules for the jobs' results on a cluster. A local path outside the results
  * volume would be an emptyDir, lost with the pod: an error, unless `ephemeral` (then a warning).
- * Object stores other than Azure's on target azure need credentials: a warning without a Secret.
+ * Object stores need no rule here: their credentials come from `runner.resultsSecret` or from
+ * the cluster (workload identity), and the runner says at start when it cannot write.
  */
 export function resultsProblems(opts: {
   target: "azure" | "kubernetes";
@@ -96,13 +97,6 @@ export function resultsProblems(opts: {
           path: key,
           message: `${JSON.stringify(job.results)} (job ${job.name}) would be an emptyDir that dies with the runner pod, so a re-run could not resume; use a path under ${RESULTS_DIR} (the workspace's results volume), an object store URI (az://, s3://, gs://), or set runner.ephemeral: true to accept losing them`,
         });
-      }
-    } else if (k.kind === "object" && opts.resultsSecret === undefined) {
-      const azureIdentity = opts.target === "azure" && k.scheme.startsWith("a");
-      if (!azureIdentity) {
-        warnings.push(
-          `${key}: job ${job.name} writes to ${job.results} but runner.resultsSecret names no Secret with its credentials; unless the cluster grants pods access (workload identity), create one (kubectl create secret generic results-credentials --from-literal=AWS_ACCESS_KEY_ID=... ) and set runner.resultsSecret`,
-        );
       }
     }
   }

@@ -1,7 +1,7 @@
 /**
  * The stack config: the ONLY module that reads `pulumi.Config`.
  *
- * One zod schema ({@link StackConfigSchema}) covers every key of ARCHITECTURE.md "Stack
+ * One zod schema ({@link StackConfigSchema}) covers every key of docs/configuration.md "Stack
  * configuration"; {@link parseWorkspaceConfig} validates a raw config object with it, applies the
  * cross-field rules (headroom, threshold order, HPA bounds, ...), reads job study files, resolves
  * every default and returns the typed {@link WorkspaceConfig}. It reports EVERY problem at once,

@@ -82,7 +82,7 @@ export function parseRenderArgs(argv: string[]): RenderArgs {
   const configFile =
     values["config-file"] === undefined
       ? join(PROJECT_ROOT, `Pulumi.${stack}.yaml`)
-      : resolve(values["config-file"]);
+      : resolve(process.env.INIT_CWD ?? process.cwd(), values["config-file"]);
   if (!existsSync(configFile)) {
     if (values["config-file"] !== undefined) {
       throw new RenderError(`config file ${configFile} does not exist`, 2);

@@ -386,7 +386,7 @@ describe("good configs", () => {
         lifetime: { duration: "6h", stagger: "30m" },
       },
       autoscaling: { enabled: true, minReplicas: 2, maxReplicas: 6 },
-      runner: { results: "az://results/base", window: 8, resultsSecret: "results-credentials" },
+      runner: { results: "az://results/base", window: 8 },
       jobs: { sir: { study: STUDY, mode: "batch", batchSize: 50 } },
     });
     expect(r.warnings).toEqual([]);

@@ -59,6 +59,7 @@ describe("npm run local flags", () => {
       explicitConfigFile: false,
       studyFile: path.join("/proj", DEFAULT_STUDY),
       runnerArgs: [],
+      keep: false,
     });
   });
 
@@ -89,6 +90,7 @@ describe("npm run local flags", () => {
       summaryPath: "/here/out/s.json",
       results: "az://c/p",
       runnerArgs: ["--mode", "batch"],
+      keep: false,
     });
   });
 

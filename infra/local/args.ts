@@ -1,5 +1,5 @@
 /**
- * Flags of `npm run local` (contract: ARCHITECTURE.md "Commands a user runs"), parsed purely.
+ * Flags of `npm run local` (contract: docs/architecture.md "Contracts"), parsed purely.
  */
 import * as path from "node:path";
 import { parseArgs } from "node:util";

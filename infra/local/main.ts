@@ -32,6 +32,13 @@ class InputError extends Error {}
 
 const say = (line: string) => process.stderr.write(`local: ${line}\n`);
 
+/**
+ * Where the user ran the command: `npm run` starts scripts in the project root and keeps the
+ * caller's directory in INIT_CWD, so `npm --prefix <clone> run local -- --study study.yaml` from a
+ * study folder finds the study (and writes results/ there).
+ */
+const USER_CWD = process.env.INIT_CWD ?? process.cwd();
+
 function knownStacks(): string[] {
   return fs
     .readdirSync(PROJECT_ROOT)
@@ -106,12 +113,12 @@ async function main(argv: string[]): Promise<number> {
   let config: WorkspaceConfig;
   let results: string;
   try {
-    args = parseLocalArgs(argv, { root: PROJECT_ROOT, cwd: process.cwd() });
+    args = parseLocalArgs(argv, { root: PROJECT_ROOT, cwd: USER_CWD });
     config = loadStack(args);
     const name = studyName(args.studyFile);
     results =
       args.results ??
-      defaultResults({ cwd: process.cwd(), studyFile: args.studyFile, studyName: name });
+      defaultResults({ cwd: USER_CWD, studyFile: args.studyFile, studyName: name });
   } catch (err) {
     if (err instanceof ArgsError) {
       (err.exitCode === 0 ? process.stdout : process.stderr).write(`${err.message}\n`);
@@ -138,7 +145,7 @@ async function main(argv: string[]): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
-  say(`stack ${args.stack} (${path.relative(process.cwd(), args.configFile) || args.configFile})`);
+  say(`stack ${args.stack} (${path.relative(USER_CWD, args.configFile) || args.configFile})`);
   say(`study ${args.studyFile}; results ${results} (running again with the same results resumes)`);
 
   // The study is checked before anything starts: a typo costs a second, not a workspace start.

@@ -41,7 +41,7 @@ export function studyFileName(studyPath: string): string {
   return `study${CONFIGMAP_KEY.test(ext) ? ext : ".yaml"}`;
 }
 
-/** The runner command for one job, per the runner contract in ARCHITECTURE.md. */
+/** The runner command for one job, per the runner contract (docs/runner.md). */
 export function runnerCommand(
   job: JobConfig,
   opts: { schedulerAddress: string; studyFile: string; summaryPath: string },
