@@ -94,6 +94,9 @@ describe("preflight decision (pure)", () => {
       "--results",
       "/r",
     ]);
+    expect(
+      checkArgv({ studyFile: "/s.yaml", results: "/r", runnerArgs: ["--retry-failed", "-x"] }),
+    ).toContain("--retry-failed");
     expect(retryCommand(["--study", "my study.yaml", "--keep", "--", "--mode", "batch"])).toBe(
       "npm run local -- --study 'my study.yaml' -- --mode batch --retry-failed",
     );

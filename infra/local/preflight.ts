@@ -91,8 +91,18 @@ export function preflightDecision(
     : { action: "start" };
 }
 
-/** The check's argv (after the Python executable). */
-export function checkArgv(opts: { studyFile: string; results: string }): string[] {
+/** Runner flags that change what the check accepts: a location written by other code. */
+const CHECK_FLAGS = ["--retry-failed", "--allow-code-change"] as const;
+
+/**
+ * The check's argv (after the Python executable). `--retry-failed` and `--allow-code-change`
+ * among the runner flags go to the check too: the run will accept other code, so it is no problem.
+ */
+export function checkArgv(opts: {
+  studyFile: string;
+  results: string;
+  runnerArgs?: readonly string[];
+}): string[] {
   return [
     "-m",
     "dask_workspace",
@@ -102,6 +112,7 @@ export function checkArgv(opts: { studyFile: string; results: string }): string[
     "--json",
     "--results",
     opts.results,
+    ...CHECK_FLAGS.filter((f) => (opts.runnerArgs ?? []).includes(f)),
   ];
 }
 
@@ -115,8 +126,7 @@ export interface CheckRun {
 
 /**
  * Runs the check with the workspace's environment: `<root>/.venv/bin/python`, the stack's Dask
- * config (`DASK_CONFIG`), the runner flags that change what the check accepts
- * (`--allow-code-change` as `workspace.runner.allow-code-change`).
+ * config (`DASK_CONFIG`), and the runner flags that change what the check accepts.
  */
 export async function runCheck(
   config: WorkspaceConfig,
@@ -142,9 +152,6 @@ export async function runCheck(
     );
     env.DASK_CONFIG = dir;
     env.PYTHONUNBUFFERED = "1";
-    if (opts.runnerArgs.includes("--allow-code-change")) {
-      env.DASK_WORKSPACE__RUNNER__ALLOW_CODE_CHANGE = "true";
-    }
     const child = spawn(python, checkArgv(opts), { env, cwd: process.cwd() });
     let stdout = "";
     let stderr = "";
