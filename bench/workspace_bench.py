@@ -228,7 +228,9 @@ def run_runner(
 ) -> dict[str, Any]:
     """One ``python -m dask_workspace run`` on the workspace; returns its summary + peak RSS."""
     ws.wait_for_workers()
-    study = work / f"{name}.yaml"
+    # A folder of its own: the study bundle must not take in the logs and summaries in work/.
+    study = work / "studies" / name / f"{name}.yaml"
+    study.parent.mkdir(parents=True, exist_ok=True)
     study.write_text(yaml.safe_dump(doc, sort_keys=False))
     summary = work / f"{name}.json"
     cmd = [

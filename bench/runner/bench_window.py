@@ -198,11 +198,15 @@ def main() -> int:
 
     with tempfile.TemporaryDirectory(prefix="bench-window-") as tmp:
         work = pathlib.Path(tmp)
-        study = work / "lognormal.yaml"
+        # Each study in a folder of its own: its bundle must not take in the summaries and logs
+        # written to work/ (they would change its code hash and the resume would be refused).
+        (work / "study").mkdir()
+        (work / "warm-study").mkdir()
+        study = work / "study" / "lognormal.yaml"
         write_study(
             study, groups=a.groups, median=a.median, sigma=a.sigma, reps=a.replicates
         )
-        warm = work / "warm.yaml"
+        warm = work / "warm-study" / "warm.yaml"
         write_study(warm, groups=2, median=0.01, sigma=0.0, reps=a.replicates)
         address, procs = start_cluster(work, nworkers=a.nworkers, nthreads=a.nthreads)
         try:

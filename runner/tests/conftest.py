@@ -64,6 +64,7 @@ class DaskCluster:
         nthreads: int = 2,
         memory_limit: str = "1GiB",
         env: dict[str, str] | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
         assert self.log_dir is not None
         log = open(self.log_dir / f"{name}.log", "wb")  # noqa: SIM115 -- closed with the process
@@ -83,6 +84,7 @@ class DaskCluster:
                 "--no-dashboard",
                 "--host",
                 "127.0.0.1",
+                *extra_args,
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -119,6 +121,7 @@ def start_cluster(
     memory_limit: str = "1GiB",
     scheduler_env: dict[str, str] | None = None,
     worker_env: dict[str, str] | None = None,
+    dashboard_port: int | None = None,
 ) -> DaskCluster:
     """Starts ``dask scheduler`` and one ``dask worker`` per (name, nworkers, nthreads)."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +129,12 @@ def start_cluster(
     address = f"tcp://127.0.0.1:{port}"
     log = open(log_dir / "scheduler.log", "wb")  # noqa: SIM115 -- closed with the process
     scheduler = subprocess.Popen(
-        [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
+        [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port)]
+        + (
+            ["--no-dashboard"]
+            if dashboard_port is None
+            else ["--dashboard-address", f"127.0.0.1:{dashboard_port}"]
+        ),
         stdout=log,
         stderr=subprocess.STDOUT,
         env=_env(scheduler_env),
@@ -175,6 +183,11 @@ def write_study(path: pathlib.Path, **fields: Any) -> pathlib.Path:
         "seed": 7,
     }
     doc.update(fields)
+    # The study gets a folder of its own (its bundle): summaries and other files the tests write
+    # beside ``path`` must not change the study's code hash between runs.
+    folder = path.parent / f"{path.stem}-study"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / path.name
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 

@@ -61,7 +61,7 @@ def assert_exactly_once(uri: pathlib.Path, groups: int, replicates: int) -> None
     mean_x = agg[agg.target == "mean_x"]
     assert (mean_x["value"] == mean_x["x"]).all()
     series = r.outputs["series"]
-    assert not series.duplicated(["group_id", "replicate", "index"]).any()
+    assert not series.duplicated(["group_id", "replicate", "time"]).any()
     assert len(series) == groups * replicates * 4
     # Nothing outside the manifest is left behind.
     committed = set()

@@ -95,7 +95,7 @@ def test_window_and_batch_give_identical_correct_results_and_resume_submits_noth
     pd.testing.assert_frame_equal(
         sorted_frame(wr.aggregates, keys), sorted_frame(br.aggregates, keys)
     )
-    okeys = ["group_id", "replicate", "index"]
+    okeys = ["group_id", "replicate", "time"]
     pd.testing.assert_frame_equal(
         sorted_frame(wr.outputs["series"], okeys), sorted_frame(br.outputs["series"], okeys)
     )
@@ -110,7 +110,7 @@ def test_window_and_batch_give_identical_correct_results_and_resume_submits_noth
     assert (agg[agg.target.str.startswith("seeds.")]["value"] == R).all()
     series = wr.outputs["series"]
     assert len(series) == 12 * R * 3
-    assert np.allclose(series["value"], series["x"] + series["index"])
+    assert np.allclose(series["value"], series["x"] + series["time"])
 
     # Resume: the same URI again recomputes nothing and changes nothing.
     parts_before = wr.parts
@@ -240,4 +240,6 @@ def test_bad_input_exits_2_with_the_field_and_no_traceback(cluster, tmp_path):
         ],
     )
     assert result.exit_code == 2, result.output
-    assert "model: cannot import no_such_module_xyz:simulate on worker" in result.output
+    assert "model: module 'no_such_module_xyz' not found" in result.output
+    assert "beside the study file" in result.output and "npm run images:build" in result.output
+    assert "(on worker tcp://" in result.output

@@ -77,7 +77,7 @@ def test_collect_outputs_skips_failed_replicates_and_types_columns():
     types = {"beta": "float64", "tag": "string"}
     tables = collect_outputs(["series", "df", "s"], 4, {"beta": 0.2, "tag": "q"}, types, *reps)
     series = tables["series"].to_pandas()
-    assert list(series.columns) == ["group_id", "replicate", "beta", "tag", "index", "value"]
+    assert list(series.columns) == ["group_id", "replicate", "beta", "tag", "time", "value"]
     assert series["replicate"].tolist() == [0, 0, 2, 2]  # replicate 1 failed: skipped
     assert series["value"].tolist() == [1.0, 2.0, 3.0, 4.0]
     assert (series["group_id"] == 4).all() and (series["tag"] == "q").all()

@@ -1,4 +1,4 @@
-"""``python -m dask_workspace``: the ``run`` and ``retire`` commands.
+"""``python -m dask_workspace``: the ``run``, ``check``, ``bundle`` and ``retire`` commands.
 
 Bad input (study file, flags, settings, results URI) exits 2 with one line per problem and no
 traceback. See ``dask_workspace.errors`` for every exit code.
@@ -6,6 +6,7 @@ traceback. See ``dask_workspace.errors`` for every exit code.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -114,6 +115,25 @@ def main() -> None:
     help="Seconds between progress lines (workspace.runner.progress-interval).",
 )
 @click.option(
+    "--retry-failed",
+    is_flag=True,
+    default=False,
+    help="Run the groups this results location recorded as failed again, with today's code.",
+)
+@click.option(
+    "--fail-fast",
+    default=None,
+    help="Stop (exit 3) when the first N groups of the run all fail with the same error; "
+    "0: never. Dask config: workspace.runner.fail-fast (default 5).",
+)
+@click.option(
+    "--allow-code-change",
+    is_flag=True,
+    default=None,
+    help="Resume a location whose results were made with other code (another bundle hash): "
+    "the results already there stay valid. Dask config: workspace.runner.allow-code-change.",
+)
+@click.option(
     "--log-level",
     default="INFO",
     show_default=True,
@@ -131,6 +151,9 @@ def run(
     flush_groups: str | None,
     flush_seconds: str | None,
     progress_interval: str | None,
+    retry_failed: bool,
+    fail_fast: str | None,
+    allow_code_change: bool | None,
     log_level: str,
 ) -> None:
     """Run (or resume) the study in file STUDY on the cluster at --scheduler.
@@ -139,6 +162,11 @@ def run(
     table), 4 the cluster cannot run the study, 5 writing results failed, 130/143 interrupted.
     """
     _setup_logging(log_level)
+    if summary_path:
+        # The summary file describes this run or does not exist: a stale one from an earlier
+        # run must not be read as the result of a run that stopped on bad input.
+        with contextlib.suppress(OSError):
+            os.unlink(summary_path)
     from dask_workspace.config import load_settings
     from dask_workspace.runner import run_study
     from dask_workspace.study import load_study
@@ -150,6 +178,8 @@ def run(
         "flush_groups": ("--flush-groups", flush_groups),
         "flush_seconds": ("--flush-seconds", flush_seconds),
         "progress_interval": ("--progress-interval", progress_interval),
+        "fail_fast": ("--fail-fast", fail_fast),
+        "allow_code_change": ("--allow-code-change", True if allow_code_change else None),
     }
     problems: list[Problem] = []
     loaded = None
@@ -168,6 +198,25 @@ def run(
         _check_scheduler(scheduler)
     except UsageError as err:
         problems.extend(err.problems)
+    bundle = None
+    if loaded is not None:
+        from dask_workspace.bundle import build_bundle
+
+        try:
+            bundle = build_bundle(study_file=study)
+        except UsageError as err:
+            problems.extend(err.problems)
+    if bundle is not None and summary_path:
+        from dask_workspace.bundle import written_inside
+
+        if written_inside(bundle, summary_path):
+            logger.warning(
+                "--summary %s is inside the study folder: it becomes part of the study bundle "
+                "and changes its code hash on every run (a resume would be refused). Write it "
+                "elsewhere, or add its name to %s/.studyignore",
+                summary_path,
+                bundle.study_dir,
+            )
     if problems or loaded is None:
         _fail(UsageError(problems))
         return
@@ -178,6 +227,9 @@ def run(
             results=results,
             settings=settings,
             summary_path=summary_path,
+            bundle=bundle,
+            retry_failed=retry_failed,
+            argv=sys.argv[1:],
         )
     except UsageError as err:
         _fail(err)
@@ -185,6 +237,78 @@ def run(
     if summary.message and summary.exit_code != 0:
         click.echo(summary.message, err=True)
     sys.exit(summary.exit_code)
+
+
+@main.command()
+@click.argument("study", metavar="STUDY")
+@click.option("--results", default=None, help="Also report what this results location holds.")
+@click.option(
+    "--no-run",
+    is_flag=True,
+    default=False,
+    help="Do not run the first group's replicate and targets (only validate and import).",
+)
+@click.option(
+    "--allow-code-change",
+    is_flag=True,
+    default=None,
+    help="Do not count a results location made with other code as a problem.",
+)
+@click.option(
+    "--retry-failed",
+    is_flag=True,
+    default=False,
+    help="The run will retry failed groups with today's code: other code is not a problem.",
+)
+@click.option("--json", "as_json", is_flag=True, default=False, help="Print one JSON object.")
+def check(
+    study: str,
+    results: str | None,
+    no_run: bool,
+    allow_code_change: bool | None,
+    retry_failed: bool,
+    as_json: bool,
+) -> None:
+    """Check study file STUDY before running it: schema, bundle, imports, one replicate.
+
+    Exit 0 when the study can run, 2 on any problem (the messages `run` would give).
+    """
+    import json
+
+    import dask.config
+
+    import dask_workspace.config  # noqa: F401 -- registers the workspace.runner defaults
+    from dask_workspace.check import check_study, format_report
+
+    given = True if allow_code_change else None
+    allow = retry_failed or bool(
+        dask.config.get("workspace.runner.allow-code-change", override_with=given)
+    )
+    report = check_study(
+        study_file=study, results=results, run_first_group=not no_run, allow_code_change=allow
+    )
+    if as_json:
+        click.echo(json.dumps(report.to_dict()))
+    else:
+        click.echo(format_report(report), err=not report.ok)
+    sys.exit(0 if report.ok else EXIT_BAD_INPUT)
+
+
+@main.command()
+@click.argument("study", metavar="STUDY")
+@click.option("--json", "as_json", is_flag=True, default=False, help="Print one JSON object.")
+def bundle(study: str, as_json: bool) -> None:
+    """List the files of STUDY's bundle (its folder, minus what is skipped) and their hash."""
+    import json
+
+    from dask_workspace.bundle import build_bundle, format_listing
+
+    try:
+        built = build_bundle(study_file=study)
+    except UsageError as err:
+        _fail(err)
+        return
+    click.echo(json.dumps(built.describe()) if as_json else format_listing(built))
 
 
 @main.command()

@@ -61,6 +61,12 @@ class RunnerSettings:
     paused_restart_after: float | None
     worker_selector: str
     kube_poll_interval: float
+    #: Stop when the first this-many groups of a run fail with the same error; 0: never.
+    fail_fast: int = 5
+    #: Resume a location whose results were made with other code (another bundle hash).
+    allow_code_change: bool = False
+    #: Give up after refused connections for this long (outside Kubernetes).
+    connect_refused_timeout: float = 3.0
 
 
 def _positive_int(value: Any) -> int:
@@ -123,6 +129,14 @@ def _optional_seconds(value: Any) -> float | None:
     return _seconds(value)
 
 
+def _flag(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "1", "yes", "false", "0", "no"):
+        return value.strip().lower() in ("true", "1", "yes")
+    raise ValueError(f"must be true or false, got {value!r}")
+
+
 def _selector(value: Any) -> str:
     if not isinstance(value, str) or not value.strip() or " " in value.strip():
         raise ValueError(f"must be a Kubernetes label selector such as a=b,c=d, got {value!r}")
@@ -164,6 +178,9 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "paused_restart_after": ("paused-restart-after", _optional_seconds),
     "worker_selector": ("kubernetes.worker-selector", _selector),
     "kube_poll_interval": ("kubernetes.poll-interval", _seconds),
+    "fail_fast": ("fail-fast", _non_negative_int),
+    "allow_code_change": ("allow-code-change", _flag),
+    "connect_refused_timeout": ("connect-refused-timeout", _seconds),
 }
 
 

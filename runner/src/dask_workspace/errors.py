@@ -1,6 +1,6 @@
 """Domain errors and exit codes of the runner.
 
-Exit codes (contract, see ARCHITECTURE.md "Runner command and results"):
+Exit codes (contract, see runner/README.md "Summary and exit codes"):
 
 * 0 -- every group of the study is persisted;
 * 2 -- bad input: study file, flags, settings or a results URI that cannot be used;

@@ -36,7 +36,7 @@ import pathlib
 import posixpath
 import uuid
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -295,6 +295,8 @@ class ManifestEntry:
     groups: tuple[int, ...]
     failed: tuple[int, ...]
     files: tuple[str, ...]
+    #: The study bundle hash (code identity) of the run that wrote it; None before bundles.
+    bundle: str | None = None
 
 
 class ResultStore:
@@ -306,6 +308,10 @@ class ResultStore:
         now = dt.datetime.now(dt.UTC)
         self.run_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         self._seq = 0
+        #: The study bundle hash this run records in each manifest entry.
+        self.bundle_hash: str | None = None
+        #: The committed manifest entries found by ``prepare`` (oldest first).
+        self.entries: list[ManifestEntry] = []
 
     @classmethod
     def open(cls, uri: str, *, study: Study) -> ResultStore:
@@ -344,12 +350,17 @@ class ResultStore:
                 )
             entries = self._read_manifest()
             self._remove_orphans(entries)
+            if isinstance(self.backend, LocalBackend):
+                # Marks the folder as a results location from the start (study.json beside
+                # manifest/): a study bundle never picks it up, even before the first flush.
+                (self.backend.root / "manifest").mkdir(parents=True, exist_ok=True)
         except UsageError:
             raise
         except Exception as exc:  # any storage failure: say where and why
             raise UsageError(
                 [Problem("--results", f"cannot use {where}: {type(exc).__name__}: {exc}")]
             ) from None
+        self.entries = entries
         persisted: set[int] = set()
         failed: set[int] = set()
         for e in entries:
@@ -360,6 +371,10 @@ class ResultStore:
             failed=frozenset(failed - persisted),
             parts=len(entries),
         )
+
+    def read_entries(self) -> list[ManifestEntry]:
+        """The committed manifest entries, oldest first (reads only; changes nothing)."""
+        return self._read_manifest()
 
     def _read_manifest(self) -> list[ManifestEntry]:
         entries: list[ManifestEntry] = []
@@ -375,16 +390,19 @@ class ResultStore:
                     groups=tuple(int(g) for g in doc["groups"]),
                     failed=tuple(int(g) for g in doc.get("failed", ())),
                     files=tuple(str(f) for f in doc["files"]),
+                    bundle=doc.get("bundle"),
                 )
             except (ValueError, KeyError, TypeError) as exc:
                 # Never happens with atomic writes; if it does, the entry's groups rerun and its
                 # files are treated as uncommitted.
                 logger.warning("ignoring unreadable manifest entry %s: %s", rel, exc)
                 continue
+            # A failed group appears again when --retry-failed ran it again; a persisted group
+            # never should.
             dup = seen.intersection(entry.groups + entry.failed)
             if dup:
-                logger.warning("manifest %s repeats groups %s; keeping the first", rel, sorted(dup))
-            seen.update(entry.groups + entry.failed)
+                logger.warning("manifest %s repeats persisted groups %s", rel, sorted(dup))
+            seen.update(entry.groups)
             entries.append(entry)
         return entries
 
@@ -434,6 +452,7 @@ class ResultStore:
                 groups=tuple(sorted(r.group_id for r in records if r.failure is None)),
                 failed=tuple(sorted(r.group_id for r in records if r.failure is not None)),
                 files=tuple(files),
+                bundle=self.bundle_hash,
             )
             doc = {
                 "version": MANIFEST_VERSION,
@@ -442,6 +461,7 @@ class ResultStore:
                 "groups": list(entry.groups),
                 "failed": list(entry.failed),
                 "files": files,
+                "bundle": self.bundle_hash,
                 "written_at": dt.datetime.now(dt.UTC).isoformat(),
             }
             self.backend.write_bytes(f"manifest/{part}.json", json.dumps(doc).encode())
@@ -459,7 +479,13 @@ class ResultStore:
 
 @dataclass
 class Results:
-    """The committed contents of a results URI."""
+    """The committed contents of a results URI.
+
+    Each group counts once: when ``--retry-failed`` ran a failed group again, only its latest
+    attempt's rows are in ``aggregates`` and ``outputs``. ``failures`` holds the failures still
+    unresolved (one row per failed group, its latest attempt); ``failure_history`` holds every
+    failure ever recorded, with ``retried`` True where a later attempt ran the group again.
+    """
 
     study: dict[str, Any]
     aggregates: pd.DataFrame
@@ -468,45 +494,101 @@ class Results:
     persisted: set[int]
     failed: set[int]
     parts: int
+    failure_history: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
-def _read_tables(backend: Backend, files: Iterable[str]) -> pd.DataFrame:
-    tables = [pq.read_table(io.BytesIO(backend.read_bytes(f))) for f in files]
+_ENTRY = "__entry"
+_PARAMETER_DTYPES = {"float64": "float64", "int64": "int64", "bool": "bool", "string": "object"}
+
+
+def _empty_failures(study: Mapping[str, Any]) -> pd.DataFrame:
+    """The failures table with its columns and no rows."""
+    columns: dict[str, pd.Series] = {"group_id": pd.Series(dtype="int64")}
+    for name, kind in dict(study.get("parameters") or {}).items():
+        columns[name] = pd.Series(dtype=_PARAMETER_DTYPES.get(kind, "object"))
+    for col in ("stage", "task", "error"):
+        columns[col] = pd.Series(dtype="object")
+    return pd.DataFrame(columns)
+
+
+def _read_latest(
+    backend: Backend, files: Sequence[tuple[int, str]], latest: Mapping[int, int]
+) -> pd.DataFrame:
+    """The rows of ``files`` (each with the index of the manifest entry that committed it),
+    keeping only rows of each group's latest entry. Sorted by group_id (stable)."""
+    tables = []
+    for index, rel in files:
+        table = pq.read_table(io.BytesIO(backend.read_bytes(rel)))
+        tables.append(table.append_column(_ENTRY, pa.array([index] * table.num_rows, pa.int64())))
     if not tables:
         return pd.DataFrame()
-    return pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    if "group_id" in frame.columns:
+        keep = frame["group_id"].map(latest) == frame[_ENTRY]
+        frame = frame[keep.to_numpy()]
+        frame = frame.sort_values("group_id", kind="stable")
+    return frame.drop(columns=[_ENTRY]).reset_index(drop=True)
 
 
 def read_results(uri: str) -> Results:
-    """Reads only what the manifest commits (never a half-written or uncommitted part)."""
+    """Reads only what the manifest commits (never a half-written or uncommitted part).
+
+    Aggregates come sorted by ``group_id``; every group counts once (its latest attempt).
+    """
     backend = open_backend(uri)
     if not backend.exists("study.json"):
         raise UsageError([Problem("results", f"{backend.description} holds no study results")])
     study = json.loads(backend.read_bytes("study.json"))
-    files: dict[str, list[str]] = {}
-    persisted: set[int] = set()
-    failed: set[int] = set()
-    parts = 0
+    docs = []
     for rel in backend.list_files("manifest"):
         if not rel.endswith(".json") or posixpath.basename(rel).startswith("."):
             continue
-        doc = json.loads(backend.read_bytes(rel))
-        parts += 1
-        persisted.update(doc["groups"])
-        failed.update(doc.get("failed", ()))
+        docs.append(json.loads(backend.read_bytes(rel)))
+    latest: dict[int, int] = {}
+    latest_failed: dict[int, bool] = {}
+    files: dict[str, list[tuple[int, str]]] = {}
+    for index, doc in enumerate(docs):
+        for g in doc["groups"]:
+            latest[int(g)], latest_failed[int(g)] = index, False
+        for g in doc.get("failed", ()):
+            latest[int(g)], latest_failed[int(g)] = index, True
         for f in doc["files"]:
-            files.setdefault(posixpath.dirname(f), []).append(f)
+            files.setdefault(posixpath.dirname(f), []).append((index, f))
+    persisted = {g for g, failed in latest_failed.items() if not failed}
+    failed = {g for g, failed_now in latest_failed.items() if failed_now}
     outputs = {
-        d.removeprefix("outputs/"): _read_tables(backend, fs)
+        d.removeprefix("outputs/"): _read_latest(backend, fs, latest)
         for d, fs in files.items()
         if d.startswith("outputs/")
     }
+    failure_files = files.get("failures", [])
+    if failure_files:
+        unresolved = _read_latest(backend, failure_files, latest)
+        history = _failure_history(backend, failure_files, latest)
+    else:
+        unresolved = _empty_failures(study)
+        history = unresolved.assign(retried=pd.Series(dtype="bool"))
     return Results(
         study=study,
-        aggregates=_read_tables(backend, files.get("aggregates", [])),
-        failures=_read_tables(backend, files.get("failures", [])),
+        aggregates=_read_latest(backend, files.get("aggregates", []), latest),
+        failures=unresolved,
         outputs=outputs,
         persisted=persisted,
         failed=failed,
-        parts=parts,
+        parts=len(docs),
+        failure_history=history,
+    )
+
+
+def _failure_history(
+    backend: Backend, files: Sequence[tuple[int, str]], latest: Mapping[int, int]
+) -> pd.DataFrame:
+    tables = []
+    for index, rel in files:
+        table = pq.read_table(io.BytesIO(backend.read_bytes(rel)))
+        tables.append(table.append_column(_ENTRY, pa.array([index] * table.num_rows, pa.int64())))
+    frame = pa.concat_tables(tables, promote_options="permissive").to_pandas()
+    frame["retried"] = (frame["group_id"].map(latest) != frame[_ENTRY]).to_numpy()
+    return (
+        frame.sort_values("group_id", kind="stable").drop(columns=[_ENTRY]).reset_index(drop=True)
     )

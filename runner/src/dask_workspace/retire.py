@@ -2,7 +2,7 @@
 
 Before Kubernetes kills a worker pod (HPA scale-down, node drain, rollout), the pod's workers ask
 the scheduler to move the results they hold to other workers and close. Without it the results
-die with the pod and Dask recomputes them (BACKGROUND.md, failure mode 6).
+die with the pod and Dask recomputes them.
 
 ``dask worker --name POD`` names its processes ``POD-0``, ``POD-1``, ... when ``--nworkers`` > 1,
 and ``POD`` when it runs one process; ``pod_worker_names`` matches both, and nothing else

@@ -37,8 +37,12 @@ from typing import Any
 from dask import delayed
 from distributed import Client, Future, as_completed
 
+from dask_workspace import dashboard, identity, retry
+from dask_workspace.bundle import Bundle
 from dask_workspace.config import RunnerSettings
+from dask_workspace.connect import in_kubernetes, probe, refused_grace
 from dask_workspace.diagnostics import RunStatsPlugin, mark_recycling, stats_snapshot
+from dask_workspace.distribute import activate_locally, register_bundle
 from dask_workspace.errors import (
     EXIT_CLUSTER,
     EXIT_FAILED_GROUPS,
@@ -47,10 +51,10 @@ from dask_workspace.errors import (
     EXIT_SIGTERM,
     EXIT_STORAGE,
     ClusterError,
-    Problem,
     StorageError,
-    UsageError,
 )
+from dask_workspace.failfast import FailFast, FailFastStop
+from dask_workspace.imports import check_on_workers
 from dask_workspace.kube import PodOomWatcher, watcher_from_environment
 from dask_workspace.progress import RunSummary, format_progress
 from dask_workspace.results import Failure, GroupRecord, ResultStore, ResumeState
@@ -58,7 +62,6 @@ from dask_workspace.study import Study
 from dask_workspace.tasks import (
     TargetValue,
     TaskError,
-    check_functions,
     collect_outputs,
     evaluate_target,
     key_stage,
@@ -226,6 +229,7 @@ class StudyRunner:
         self._paused_since: dict[str, float] = {}
         self._last_recycle: float | None = None
         self.paused_restarts = 0
+        self.fail_fast = FailFast(threshold=settings.fail_fast)
         self._plugin_name = f"dask-workspace-{study.token}-{store.run_id}"
         # Completion futures of every group in flight; groups are added as they are admitted.
         self._ac = as_completed(loop=client.loop, with_results=True, raise_errors=False)
@@ -399,14 +403,22 @@ class StudyRunner:
         if failed:
             self.groups_failed_run += 1
             logger.warning(
-                "group %d failed in %s (%s): %s",
+                "group %d (%s) failed in %s (%s): %s",
                 group.gid,
+                retry.format_params(group.params),
                 group.failure.stage,
                 group.failure.task,
                 _last_line(group.failure.error),
             )
         elif group.trouble_at_admit == self._trouble_seen:
             self.controller.on_clean_group()
+        failure = group.failure
+        if self.fail_fast.observe(
+            group_id=group.gid,
+            stage=None if failure is None else failure.stage,
+            error=None if failure is None else failure.error,
+        ):
+            raise FailFastStop(self.fail_fast.message())
 
     def _handle(self, batch: list[tuple[Future, Any]]) -> None:
         for fut, result in batch:
@@ -638,30 +650,7 @@ class StudyRunner:
 
 def _check_importable(client: Client, study: Study) -> None:
     """The model and targets must import on the workers (checked on one worker), else exit 2."""
-    refs = [study.model, *study.targets.values()]
-    local = check_functions(refs)
-    workers = list(client.scheduler_info(n_workers=-1)["workers"])
-    remote: dict[str, str] = {}
-    if workers:
-        remote = client.run(check_functions, refs, workers=workers[:1])[workers[0]]
-    if not remote:
-        if local:
-            logger.info(
-                "the runner cannot import %s, but the workers can; going on", ", ".join(local)
-            )
-        return
-    fields = {study.model: "model", **{ref: f"targets.{n}" for n, ref in study.targets.items()}}
-    raise UsageError(
-        [
-            Problem(
-                fields.get(ref, ref),
-                f"cannot import {ref} on worker {workers[0]}: {err}. Install the module in the "
-                "worker image, or (npm run local) put it beside the study file.",
-            )
-            for ref, err in remote.items()
-        ],
-        source=study.source,
-    )
+    check_on_workers(client, study)
 
 
 def _wait_for_any_worker(client: Client, *, timeout: float) -> bool:
@@ -677,8 +666,13 @@ def _wait_for_any_worker(client: Client, *, timeout: float) -> bool:
         time.sleep(0.5)
 
 
-def connect(address: str, *, timeout: float) -> Client:
-    """A client for the scheduler, or ClusterError with the address and what to check."""
+def connect(address: str, *, timeout: float, refused_timeout: float = 3.0) -> Client:
+    """A client for the scheduler, or ClusterError with the address and what to check (in
+    seconds when nothing listens there, see ``dask_workspace.connect``)."""
+    grace = refused_grace(
+        refused_timeout=refused_timeout, connect_timeout=timeout, kubernetes=in_kubernetes()
+    )
+    probe(address, grace=grace, connect_timeout=timeout)
     try:
         return Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -758,12 +752,35 @@ def run_study(
     results: str,
     settings: RunnerSettings,
     summary_path: str | None = None,
+    bundle: Bundle | None = None,
+    retry_failed: bool = False,
+    argv: list[str] | None = None,
 ) -> RunSummary:
     """Runs (or resumes) a study and returns its summary; the summary's ``exit_code`` follows
-    the contract. Raises UsageError (exit 2) for bad input found before anything runs."""
+    the contract. Raises UsageError (exit 2) for bad input found before anything runs.
+
+    ``bundle``: the study folder's code, shipped to every worker and checked against the code
+    the location's results were made with. ``retry_failed``: run the failed groups again.
+    ``argv``: this run's command line, for the retry command printed after failures."""
     started = time.monotonic()
     store = ResultStore.open(results, study=study)
-    resume = store.prepare()
+    recorded = store.prepare()
+    if bundle is not None:
+        identity.enforce(
+            store=store,
+            bundle=bundle,
+            # A retry after a fix runs with the fixed code: that is what it is for.
+            allow_code_change=settings.allow_code_change or retry_failed,
+            results=results,
+            reason="--allow-code-change" if settings.allow_code_change else retry.RETRY_FLAG,
+        )
+        activate_locally(bundle.study_dir)
+    line = retry.resume_line(
+        recorded, total=len(study.groups), results=results, retry_failed=retry_failed
+    )
+    if line:
+        logger.info("%s", line)
+    resume = retry.plan(recorded, retry_failed=retry_failed)
     total = len(study.groups)
     base = {
         "study": study.name,
@@ -773,14 +790,6 @@ def run_study(
         "groups_total": total,
         "groups_resumed": len(resume.done),
     }
-    if resume.done:
-        logger.info(
-            "resuming: %d of %d groups already persisted in %s (%d failed)",
-            len(resume.done),
-            total,
-            results,
-            len(resume.failed),
-        )
     if len(resume.done) == total:
         code = EXIT_FAILED_GROUPS if resume.failed else EXIT_OK
         summary = _summary_without_run(
@@ -790,16 +799,21 @@ def run_study(
             started=started,
             code=code,
             status="complete" if code == EXIT_OK else "failed-groups",
-            message="nothing to do: every group is already in the results",
+            message=retry.nothing_to_do(failed=len(resume.failed))
+            + (f"\n{retry.failure_hint(results=results, argv=argv)}" if resume.failed else ""),
         )
-        logger.info("%s", summary.message)
+        logger.info("%s", summary.message.splitlines()[0])
         _write_summary(summary_path, summary)
         return summary
 
     runner: StudyRunner | None = None
     status, message, code = "complete", "", EXIT_OK
     try:
-        client = connect(scheduler, timeout=settings.connect_timeout)
+        client = connect(
+            scheduler,
+            timeout=settings.connect_timeout,
+            refused_timeout=settings.connect_refused_timeout,
+        )
     except ClusterError as exc:
         logger.error("%s", exc)
         summary = _summary_without_run(
@@ -814,6 +828,10 @@ def run_study(
         _write_summary(summary_path, summary)
         return summary
     try:
+        dashboard.register(client)
+        if bundle is not None:
+            # Before any worker is needed: workers that join later get it from the scheduler.
+            register_bundle(client, bundle=bundle)
         if not _wait_for_any_worker(client, timeout=settings.no_workers_timeout):
             raise ClusterError(
                 f"no worker joined the scheduler at {scheduler} within "
@@ -843,6 +861,9 @@ def run_study(
                 )
             except ClusterError as exc:
                 status, code, message = "cluster-dying", EXIT_CLUSTER, str(exc)
+                logger.error("%s", exc)
+            except FailFastStop as exc:
+                status, code, message = "failed-fast", EXIT_FAILED_GROUPS, str(exc)
                 logger.error("%s", exc)
             finally:
                 runner.release_all()
@@ -882,6 +903,8 @@ def run_study(
     if code == EXIT_OK and groups_failed:
         code, status = EXIT_FAILED_GROUPS, "failed-groups"
         message = f"{groups_failed} groups failed; see the failures table in {results}"
+    if code == EXIT_FAILED_GROUPS:
+        message = f"{message}\n{retry.failure_hint(results=results, argv=argv)}"
     if code == EXIT_OK and groups_persisted + groups_failed < total:  # pragma: no cover
         code, status = EXIT_CLUSTER, "incomplete"
         message = f"only {groups_persisted + groups_failed} of {total} groups were persisted"

@@ -1,6 +1,6 @@
 """Study files: parsing, validation and the list of groups.
 
-A study (YAML or JSON, see ARCHITECTURE.md "Study contract")::
+A study (YAML or JSON, see runner/README.md "Study files")::
 
     name: sir-grid
     model: dask_workspace.examples.sir:simulate
@@ -43,7 +43,7 @@ from dask_workspace.seeds import replicate_seed
 
 #: Column names the results tables use themselves; parameters may not take them.
 RESERVED_COLUMNS = frozenset(
-    {"group_id", "replicate", "target", "value", "stage", "task", "error", "index"}
+    {"group_id", "replicate", "target", "value", "stage", "task", "error", "time"}
 )
 #: A study larger than this is refused: the runner keeps the parameter list in memory.
 MAX_GROUPS = 5_000_000

@@ -28,6 +28,9 @@ import pandas as pd
 import pyarrow as pa
 from dask.sizeof import sizeof
 
+#: The column that numbers a kept 1-D output's entries (its time axis).
+TIME_COLUMN = "time"
+
 #: Longest error text kept per failure (the end of the traceback is the useful part).
 MAX_ERROR_CHARS = 4000
 
@@ -197,12 +200,13 @@ def arrow_type(column_type: str) -> pa.DataType:
 
 
 def _output_frame(value: Any, *, name: str) -> pd.DataFrame:
-    """One replicate's output as rows: a DataFrame as is, a 1-D array as (index, value) rows,
-    a scalar as one ``value`` row."""
+    """One replicate's output as rows: a DataFrame as is, a 1-D array (or Series) as
+    (``time``, ``value``) rows -- ``time`` is the position 0..n-1 along the array --, a scalar as
+    one ``value`` row."""
     if isinstance(value, pd.DataFrame):
         return value.reset_index(drop=True)
     if isinstance(value, pd.Series):
-        return pd.DataFrame({"index": np.arange(len(value)), "value": value.to_numpy()})
+        return pd.DataFrame({TIME_COLUMN: np.arange(len(value)), "value": value.to_numpy()})
     if np.isscalar(value) or (isinstance(value, np.ndarray) and value.ndim == 0):
         return pd.DataFrame({"value": [value]})
     arr = np.asarray(value)
@@ -210,7 +214,7 @@ def _output_frame(value: Any, *, name: str) -> pd.DataFrame:
         raise ValueError(
             f"output {name!r} has shape {arr.shape}; keep 1-D arrays, scalars or DataFrames"
         )
-    return pd.DataFrame({"index": np.arange(len(arr), dtype=np.int64), "value": arr})
+    return pd.DataFrame({TIME_COLUMN: np.arange(len(arr), dtype=np.int64), "value": arr})
 
 
 def collect_outputs(

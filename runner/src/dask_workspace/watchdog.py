@@ -1,4 +1,4 @@
-"""Recycling workers that are paused for good (BACKGROUND.md failure mode 4).
+"""Recycling workers that are paused for good (a leak: see runner/README.md, "How it runs").
 
 A worker pauses when its process memory passes ``distributed.worker.memory.pause`` (80%). If the
 memory is unmanaged (a leak, fragmentation), nothing brings it down: a paused worker runs no

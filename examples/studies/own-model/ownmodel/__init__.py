@@ -1,0 +1,1 @@
+"""An example model package that lives beside its study file (examples/studies/own-model/)."""
