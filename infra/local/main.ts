@@ -13,16 +13,10 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
-import {
-  ConfigError,
-  formatProblems,
-  parseWorkspaceConfig,
-  readStackConfigFile,
-} from "../config.js";
 import type { WorkspaceConfig } from "../types.js";
 import { ArgsError, defaultResults, type LocalArgs, parseLocalArgs, retryCommand } from "./args.js";
 import type { LocalWorkspace } from "./launcher.js";
-import { decideFromRun, runCheck } from "./preflight.js";
+import { type CheckRun, decideFromRun, runCheck } from "./preflight.js";
 import { formatSummary, type LaunchResult, launchWorkspace, writeFileAtomic } from "./run.js";
 
 const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
@@ -47,8 +41,14 @@ function knownStacks(): string[] {
     .sort();
 }
 
-/** Reads and validates the stack config exactly as the Pulumi program does. */
-function loadStack(args: LocalArgs): WorkspaceConfig {
+/**
+ * Reads and validates the stack config exactly as the Pulumi program does. The config module is
+ * imported here, not at the top: it loads Pulumi and zod (about 1.6 s), during which the study
+ * check already runs.
+ */
+async function loadStack(args: LocalArgs): Promise<WorkspaceConfig> {
+  const { ConfigError, formatProblems, parseWorkspaceConfig, readStackConfigFile } =
+    await import("../config.js");
   if (!fs.existsSync(args.configFile)) {
     if (args.explicitConfigFile)
       throw new InputError(`config file ${args.configFile} does not exist`);
@@ -112,13 +112,21 @@ async function main(argv: string[]): Promise<number> {
   let args: LocalArgs;
   let config: WorkspaceConfig;
   let results: string;
+  let checking: Promise<CheckRun> | undefined;
   try {
     args = parseLocalArgs(argv, { root: PROJECT_ROOT, cwd: USER_CWD });
-    config = loadStack(args);
     const name = studyName(args.studyFile);
     results =
-      args.results ??
-      defaultResults({ cwd: USER_CWD, studyFile: args.studyFile, studyName: name });
+      args.results ?? defaultResults({ cwd: USER_CWD, studyFile: args.studyFile, studyName: name });
+    // The study is checked before anything starts (a typo costs a second, not a workspace
+    // start), in parallel with reading the stack config.
+    checking = runCheck({
+      root: PROJECT_ROOT,
+      studyFile: args.studyFile,
+      results,
+      runnerArgs: args.runnerArgs,
+    });
+    config = await loadStack(args);
   } catch (err) {
     if (err instanceof ArgsError) {
       (err.exitCode === 0 ? process.stdout : process.stderr).write(`${err.message}\n`);
@@ -126,6 +134,12 @@ async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof InputError) {
       process.stderr.write(`local: ${err.message}\n`);
+      // Every problem at once: the study's too, when its check found any.
+      const run = await checking;
+      if (run !== undefined) {
+        const d = decideFromRun(run, { runnerArgs: [], results: "", retryCommand: "" });
+        if (d.action === "exit" && d.exitCode === 2) say(d.message);
+      }
       return 2;
     }
     throw err;
@@ -148,13 +162,7 @@ async function main(argv: string[]): Promise<number> {
   say(`stack ${args.stack} (${path.relative(USER_CWD, args.configFile) || args.configFile})`);
   say(`study ${args.studyFile}; results ${results} (running again with the same results resumes)`);
 
-  // The study is checked before anything starts: a typo costs a second, not a workspace start.
-  const check = await runCheck(config, {
-    root: PROJECT_ROOT,
-    studyFile: args.studyFile,
-    results,
-    runnerArgs: args.runnerArgs,
-  });
+  const check = await checking;
   const decision = decideFromRun(check, {
     runnerArgs: args.runnerArgs,
     results,

@@ -1,17 +1,14 @@
 /**
  * The check `npm run local` runs before it starts anything:
  * `python -m dask_workspace check STUDY --no-run --json --results <location>` in a subprocess with
- * the workspace's environment (the project's .venv, the stack's Dask config). It validates the
+ * the workspace's environment (the project's .venv first on PATH). It validates the
  * study and its bundle, imports the model and targets the way the workers will, and reports what
  * the results location already holds. A typo then costs a second, not a workspace start; a study
  * whose groups are all persisted does not start the workspace at all.
  */
 import { spawn } from "node:child_process";
 import * as fs from "node:fs";
-import * as os from "node:os";
 import * as path from "node:path";
-import { daskConfigYaml } from "../dask.js";
-import type { WorkspaceConfig } from "../types.js";
 
 /** What `check --json` prints (the fields the launcher uses; the runner may add more). */
 export interface CheckReport {
@@ -125,13 +122,16 @@ export interface CheckRun {
 }
 
 /**
- * Runs the check with the workspace's environment: `<root>/.venv/bin/python`, the stack's Dask
- * config (`DASK_CONFIG`), and the runner flags that change what the check accepts.
+ * Runs the check with the workspace's Python: `<root>/.venv/bin/python` first on PATH, as every
+ * workspace process. It needs nothing from the stack config (the workspace's Dask config holds
+ * only scheduler and worker settings), so it starts before the config is read.
  */
-export async function runCheck(
-  config: WorkspaceConfig,
-  opts: { root: string; studyFile: string; results: string; runnerArgs: readonly string[] },
-): Promise<CheckRun> {
+export async function runCheck(opts: {
+  root: string;
+  studyFile: string;
+  results: string;
+  runnerArgs: readonly string[];
+}): Promise<CheckRun> {
   const python = path.join(opts.root, ".venv", "bin", "python");
   if (!fs.existsSync(python)) {
     return {
@@ -141,30 +141,23 @@ export async function runCheck(
       seconds: 0,
     };
   }
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "dask-workspace-check-"));
   const started = process.hrtime.bigint();
-  try {
-    fs.writeFileSync(path.join(dir, "dask.yaml"), daskConfigYaml(config));
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-    env.PATH = [path.join(opts.root, ".venv", "bin"), env.PATH ?? "/usr/bin:/bin"].join(
-      path.delimiter,
-    );
-    env.DASK_CONFIG = dir;
-    env.PYTHONUNBUFFERED = "1";
-    const child = spawn(python, checkArgv(opts), { env, cwd: process.cwd() });
-    let stdout = "";
-    let stderr = "";
-    child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
-    const exitCode = await new Promise<number>((resolve) =>
-      child.on("close", (code, signal) => resolve(code ?? (signal !== null ? 128 : 1))),
-    );
-    const seconds = Number(process.hrtime.bigint() - started) / 1e9;
-    return { report: parseReport(stdout), exitCode, stdout, stderr, seconds };
-  } finally {
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  const env: Record<string, string> = {};
+  for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
+  env.PATH = [path.join(opts.root, ".venv", "bin"), env.PATH ?? "/usr/bin:/bin"].join(
+    path.delimiter,
+  );
+  env.PYTHONUNBUFFERED = "1";
+  const child = spawn(python, checkArgv(opts), { env, cwd: process.cwd() });
+  let stdout = "";
+  let stderr = "";
+  child.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+  const exitCode = await new Promise<number>((resolve) =>
+    child.on("close", (code, signal) => resolve(code ?? (signal !== null ? 128 : 1))),
+  );
+  const seconds = Number(process.hrtime.bigint() - started) / 1e9;
+  return { report: parseReport(stdout), exitCode, stdout, stderr, seconds };
 }
 
 /** The last line of stdout that is a JSON object (the check's report), if any. */
