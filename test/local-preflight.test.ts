@@ -178,6 +178,7 @@ describe("npm run local: the check before start", () => {
     const first = await runCli(args);
     removeKeptLogs(first.pid);
     expect(first.code, first.stderr.slice(-3000)).toBe(3);
+    expect(first.stderr).toContain("retry the 1 failed group(s) with: npm run local -- ");
 
     const again = await runCli(args);
     expect(again.code, again.stderr).toBe(3);

@@ -217,6 +217,10 @@ async function main(argv: string[]): Promise<number> {
     throw err;
   }
   if (!printed) printSummary(result);
+  const failed = result.summary["groups_failed"];
+  if (result.exitCode === 3 && typeof failed === "number" && failed > 0) {
+    say(`after fixing the model, retry the ${failed} failed group(s) with: ${retryCommand(argv)}`);
+  }
   say(`workspace torn down; exit ${result.exitCode}`);
   return result.exitCode;
 }
