@@ -110,23 +110,21 @@ function keepMessage(ws: LocalWorkspace, results: string): string[] {
 
 async function main(argv: string[]): Promise<number> {
   let args: LocalArgs;
-  let config: WorkspaceConfig;
   let results: string;
-  let checking: Promise<CheckRun> | undefined;
+  let checking: Promise<CheckRun>;
   try {
     args = parseLocalArgs(argv, { root: PROJECT_ROOT, cwd: USER_CWD });
     const name = studyName(args.studyFile);
     results =
       args.results ?? defaultResults({ cwd: USER_CWD, studyFile: args.studyFile, studyName: name });
     // The study is checked before anything starts (a typo costs a second, not a workspace
-    // start), in parallel with reading the stack config.
+    // start), while the stack config is read.
     checking = runCheck({
       root: PROJECT_ROOT,
       studyFile: args.studyFile,
       results,
       runnerArgs: args.runnerArgs,
     });
-    config = await loadStack(args);
   } catch (err) {
     if (err instanceof ArgsError) {
       (err.exitCode === 0 ? process.stdout : process.stderr).write(`${err.message}\n`);
@@ -134,16 +132,51 @@ async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof InputError) {
       process.stderr.write(`local: ${err.message}\n`);
-      // Every problem at once: the study's too, when its check found any.
-      const run = await checking;
-      if (run !== undefined) {
-        const d = decideFromRun(run, { runnerArgs: [], results: "", retryCommand: "" });
-        if (d.action === "exit" && d.exitCode === 2) say(d.message);
-      }
       return 2;
     }
     throw err;
   }
+  let stackError: unknown;
+  const loading = loadStack(args).catch((err: unknown) => {
+    stackError = err;
+    return undefined;
+  });
+  const stackProblem = () => {
+    if (stackError instanceof InputError) process.stderr.write(`local: ${stackError.message}\n`);
+    else if (stackError !== undefined) throw stackError;
+  };
+
+  say(`stack ${args.stack} (${path.relative(USER_CWD, args.configFile) || args.configFile})`);
+  say(`study ${args.studyFile}; results ${results} (running again with the same results resumes)`);
+
+  const check = await checking;
+  const decision = decideFromRun(check, {
+    runnerArgs: args.runnerArgs,
+    results,
+    retryCommand: retryCommand(argv),
+  });
+  if (decision.action === "exit" && decision.exitCode === 2) {
+    // Reported at once; the stack's own problems too when they are known by now.
+    say(`study checked in ${check.seconds.toFixed(1)} s: ${decision.message}`);
+    stackProblem();
+    return 2;
+  }
+  const config = await loading;
+  if (config === undefined) {
+    stackProblem();
+    return 2;
+  }
+  if (decision.action === "exit") {
+    say(`study checked in ${check.seconds.toFixed(1)} s: ${decision.message}`);
+    return decision.exitCode;
+  }
+  say(
+    `study checked in ${check.seconds.toFixed(1)} s` +
+      (check.report?.bundle_hash !== undefined
+        ? ` (code ${check.report.bundle_hash.slice(0, 12)})`
+        : ""),
+  );
+  if (decision.note !== undefined) say(decision.note);
 
   const controller = new AbortController();
   let signalled: NodeJS.Signals | undefined;
@@ -158,28 +191,6 @@ async function main(argv: string[]): Promise<number> {
   };
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
-
-  say(`stack ${args.stack} (${path.relative(USER_CWD, args.configFile) || args.configFile})`);
-  say(`study ${args.studyFile}; results ${results} (running again with the same results resumes)`);
-
-  const check = await checking;
-  const decision = decideFromRun(check, {
-    runnerArgs: args.runnerArgs,
-    results,
-    retryCommand: retryCommand(argv),
-  });
-  if (decision.action === "exit") {
-    say(`study checked in ${check.seconds.toFixed(1)} s: ${decision.message}`);
-    return decision.exitCode;
-  }
-  say(
-    `study checked in ${check.seconds.toFixed(1)} s` +
-      (check.report?.bundle_hash !== undefined
-        ? ` (code ${check.report.bundle_hash.slice(0, 12)})`
-        : ""),
-  );
-  if (decision.note !== undefined) say(decision.note);
-  if (signalled !== undefined) return signalled === "SIGINT" ? 130 : 143;
 
   const printSummary = (r: LaunchResult) => {
     if (Object.keys(r.summary).length === 0) return;
