@@ -27,12 +27,7 @@ import {
   type MemoryLimitSpec,
 } from "./memory.js";
 import type { JobConfig, Memory, RunnerMode, WorkerLifetime, WorkspaceConfig } from "./types.js";
-import {
-  BundleError,
-  buildBundle,
-  bundleSizeProblem,
-  type StudyBundle,
-} from "./workspace/bundle.js";
+import { readJobBundle, type StudyBundle } from "./workspace/bundle.js";
 
 export { ConfigError, formatProblems, type Problem } from "./errors.js";
 
@@ -784,23 +779,6 @@ function readStudy(
   return { text };
 }
 
-/** Builds one job's study bundle (the study file's folder) and checks that a ConfigMap can carry it. */
-function readBundle(
-  jobName: string,
-  study: string,
-  baseDir: string,
-): { bundle: StudyBundle } | { problem: Problem } {
-  const key = `jobs.${jobName}.study`;
-  try {
-    const bundle = buildBundle(path.resolve(baseDir, study));
-    const tooLarge = bundleSizeProblem(bundle, study);
-    return tooLarge === undefined ? { bundle } : { problem: { path: key, message: tooLarge } };
-  } catch (e) {
-    if (e instanceof BundleError) return { problem: { path: key, message: e.message } };
-    throw e;
-  }
-}
-
 /**
  * Validates a raw stack config (keys without the `dask-workspace:` prefix, values already parsed
  * from YAML/JSON) and resolves every default. Study files are read relative to `opts.baseDir`.
@@ -826,7 +804,7 @@ export function parseWorkspaceConfig(
       const r = readStudy(name, study, opts.baseDir);
       if ("problem" in r) problems.push(r.problem);
       else studies.set(name, r.text);
-      const b = "problem" in r ? undefined : readBundle(name, study, opts.baseDir);
+      const b = "problem" in r ? undefined : readJobBundle(name, study, opts.baseDir);
       if (b !== undefined && "problem" in b) problems.push(b.problem);
       else if (b !== undefined) bundles.set(name, b.bundle);
     }

@@ -291,3 +291,23 @@ export function bundleSizeProblem(bundle: StudyBundle, studyPath: string): strin
 export function shortHash(hash: string): string {
   return hash.slice(0, 12);
 }
+
+/**
+ * One job's study bundle for the stack config (`jobs.<name>.study`, relative to `baseDir`),
+ * refused with a config problem when it cannot be built or a ConfigMap cannot carry it.
+ */
+export function readJobBundle(
+  jobName: string,
+  study: string,
+  baseDir: string,
+): { bundle: StudyBundle } | { problem: { path: string; message: string } } {
+  const key = `jobs.${jobName}.study`;
+  try {
+    const bundle = buildBundle(path.resolve(baseDir, study));
+    const tooLarge = bundleSizeProblem(bundle, study);
+    return tooLarge === undefined ? { bundle } : { problem: { path: key, message: tooLarge } };
+  } catch (e) {
+    if (e instanceof BundleError) return { problem: { path: key, message: e.message } };
+    throw e;
+  }
+}
