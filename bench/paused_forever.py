@@ -1,4 +1,4 @@
-"""Measures the "paused forever" failure (BACKGROUND.md failure mode 4) and the candidate fixes.
+"""Measures the "paused forever" failure (docs/why.md, failure 4) and the candidate fixes.
 
 One worker pod (a real memory cgroup limited to the pod size) runs ``dask worker --nworkers 2``.
 Each task leaks unmanaged memory (``examples/studies/leak/leaky.py``). With Dask's defaults the

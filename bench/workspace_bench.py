@@ -8,7 +8,7 @@ Dask config that ``npm run local`` and the Kubernetes objects use (printed by
 session:
 
 1. on a 16-slot stack (bench/stacks/slots16.yaml, the shape of the measurement in
-   BACKGROUND.md): window vs batch vs all-at-once (window with W = P) on lognormal studies,
+   docs/why.md, failure 8): window vs batch vs all-at-once (window with W = P) on lognormal studies,
    sigma 0.5 and 1, each window size W also run as batch size B = W (equal memory budget);
 1b. on the local stack (4 slots): window vs batch at sigma 1 with small windows;
 2. on the local stack: the three modes with one worker process SIGKILLed mid-run;
@@ -631,7 +631,7 @@ def report(res: dict[str, Any], goals: dict[str, Any]) -> str:
         "Each window size W (groups in the cluster) is also run as batch size B = W, the "
         f"same number of groups in memory (equal memory budget). {tasks}. All-at-once = window "
         f"mode with W = P = {p['groups']}. The workspace has the shape of the measurement in "
-        "BACKGROUND.md (16 slots, σ = 1, batches of 4 or 8 groups: 47–64% of slot-time).",
+        "docs/why.md (16 slots, σ = 1, batches of 4 or 8 groups: 47–64% of slot-time).",
         "",
         *header,
     ]

@@ -1,5 +1,6 @@
 /**
- * `npm run images:build -- --registry <host[/path]> [--tag <tag>] [--platform <p>] [--dry-run]`
+ * `npm run images:build -- --registry <host[/path]> [--tag <tag>] [--platform <p>]
+ *   [--requirements <file>] [--package <dir>]... [--dry-run]`
  *
  * Builds and pushes the workspace's two images with `docker buildx build --push`, from the
  * repository root as build context:
@@ -12,12 +13,19 @@
  * registry. Log in first (`az acr login --name <registry>` or `docker login <registry>`).
  * `--dry-run` prints the exact commands and runs nothing (no Docker needed).
  *
+ * With `--requirements <file>` (pinned `name==version` lines) and/or `--package <dir>` (a local
+ * distribution or package folder; repeatable), a study's own dependencies go into BOTH images:
+ * each base image is built as `<name>:<tag>-base`, then `images/extras.Dockerfile` builds
+ * `<name>:<tag>` FROM it with those packages (see `extras.ts` for the pinning rules).
+ *
  * Exit codes: 0 built (or planned); 2 bad flags; 1 docker failed.
  */
-import { readFileSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { type ExtrasInput, extrasProblems, writeExtrasContext } from "./extras.js";
 
 export const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -39,6 +47,8 @@ export interface BuildOptions {
   platform: string;
   /** Push to the registry (`--push`); false builds into the buildx cache only. */
   push: boolean;
+  /** The build context of images/extras.Dockerfile (`--requirements` / `--package`); none: plain. */
+  extrasContext?: string;
 }
 
 export interface PlannedImage {
@@ -76,28 +86,61 @@ export function optionProblems(opts: Partial<BuildOptions>): string[] {
   return problems;
 }
 
+/** The study-dependencies Dockerfile (FROM a base image). */
+export const EXTRAS_DOCKERFILE = "images/extras.Dockerfile";
+
 /** The exact `docker buildx build` commands, in order. Pure. */
 export function buildPlan(opts: BuildOptions): PlannedImage[] {
-  return IMAGES.map(({ name, dockerfile }) => {
+  const command = (o: {
+    name: string;
+    dockerfile: string;
+    ref: string;
+    context: string;
+    buildArgs?: string[];
+  }) => [
+    "docker",
+    "buildx",
+    "build",
+    "--file",
+    o.dockerfile,
+    ...(o.buildArgs ?? []).flatMap((a) => ["--build-arg", a]),
+    "--tag",
+    o.ref,
+    "--platform",
+    opts.platform,
+    "--label",
+    `org.opencontainers.image.version=${opts.tag}`,
+    "--label",
+    `org.opencontainers.image.title=${REPOSITORY_PREFIX}-${o.name}`,
+    opts.push ? "--push" : "--load",
+    o.context,
+  ];
+  return IMAGES.flatMap(({ name, dockerfile }) => {
     const ref = `${opts.registry}/${REPOSITORY_PREFIX}/${name}:${opts.tag}`;
-    const command = [
-      "docker",
-      "buildx",
-      "build",
-      "--file",
-      dockerfile,
-      "--tag",
-      ref,
-      "--platform",
-      opts.platform,
-      "--label",
-      `org.opencontainers.image.version=${opts.tag}`,
-      "--label",
-      `org.opencontainers.image.title=${REPOSITORY_PREFIX}-${name}`,
-      opts.push ? "--push" : "--load",
-      ".",
+    if (opts.extrasContext === undefined) {
+      return [{ name, dockerfile, ref, command: command({ name, dockerfile, ref, context: "." }) }];
+    }
+    const base = `${ref}-base`;
+    return [
+      {
+        name,
+        dockerfile,
+        ref: base,
+        command: command({ name, dockerfile, ref: base, context: "." }),
+      },
+      {
+        name,
+        dockerfile: EXTRAS_DOCKERFILE,
+        ref,
+        command: command({
+          name,
+          dockerfile: join(PROJECT_ROOT, EXTRAS_DOCKERFILE),
+          ref,
+          context: opts.extrasContext,
+          buildArgs: [`BASE_IMAGE=${base}`],
+        }),
+      },
     ];
-    return { name, dockerfile, ref, command };
   });
 }
 
@@ -112,17 +155,28 @@ export function shellWord(word: string): string {
   return /^[A-Za-z0-9_./:=@%+,-]+$/.test(word) ? word : `'${word.replaceAll("'", `'\\''`)}'`;
 }
 
-const USAGE = `usage: npm run images:build -- --registry <host[/path]> [--tag <tag>] [--platform <os/arch>] [--no-push] [--dry-run]
+const USAGE = `usage: npm run images:build -- --registry <host[/path]> [--tag <tag>] [--platform <os/arch>]
+         [--requirements <file>] [--package <dir>]... [--no-push] [--dry-run]
 
-  --registry <host>    registry to push to, e.g. myacr.azurecr.io (log in first: az acr login)
-  --tag <tag>          image tag (default: the package version, as in the stack config defaults)
-  --platform <p>       target platform (default linux/amd64)
-  --no-push            build only (--load into the local Docker) instead of pushing
-  --dry-run            print the docker commands and run nothing`;
+  --registry <host>      registry to push to, e.g. myacr.azurecr.io (log in first: az acr login)
+  --tag <tag>            image tag (default: the package version, as in the stack config defaults)
+  --platform <p>         target platform (default linux/amd64)
+  --requirements <file>  a study's extra packages, pinned name==version (e.g. numba==0.61.2),
+                         installed into both images
+  --package <dir>        a local package (pyproject.toml/setup.py, or a folder with __init__.py)
+                         installed into both images; repeatable
+  --no-push              build only (--load into the local Docker) instead of pushing
+  --dry-run              print the docker commands and run nothing`;
 
 class UsageError extends Error {}
 
-function parse(argv: string[]): { opts: BuildOptions; dryRun: boolean } {
+interface Parsed {
+  opts: BuildOptions;
+  dryRun: boolean;
+  extras?: ExtrasInput;
+}
+
+function parse(argv: string[]): Parsed {
   let values;
   try {
     ({ values } = parseArgs({
@@ -131,6 +185,8 @@ function parse(argv: string[]): { opts: BuildOptions; dryRun: boolean } {
         registry: { type: "string" },
         tag: { type: "string" },
         platform: { type: "string" },
+        requirements: { type: "string" },
+        package: { type: "string", multiple: true },
         "no-push": { type: "boolean", default: false },
         "dry-run": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
@@ -147,6 +203,16 @@ function parse(argv: string[]): { opts: BuildOptions; dryRun: boolean } {
   }
   const partial = { registry: values.registry, tag: values.tag, platform: values.platform };
   const problems = optionProblems(partial);
+  const extras: ExtrasInput | undefined =
+    values.requirements !== undefined || (values.package ?? []).length > 0
+      ? {
+          ...(values.requirements !== undefined
+            ? { requirements: resolve(values.requirements) }
+            : {}),
+          packages: (values.package ?? []).map((p) => resolve(p)),
+        }
+      : undefined;
+  if (extras !== undefined) problems.push(...extrasProblems(extras, readLock()));
   if (problems.length > 0) {
     throw new UsageError(problems.join("\n"));
   }
@@ -158,7 +224,12 @@ function parse(argv: string[]): { opts: BuildOptions; dryRun: boolean } {
       push: !values["no-push"],
     },
     dryRun: values["dry-run"] ?? false,
+    ...(extras !== undefined ? { extras } : {}),
   };
+}
+
+function readLock(): string {
+  return readFileSync(join(PROJECT_ROOT, "runner", "requirements.lock"), "utf8");
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -172,6 +243,19 @@ async function main(argv: string[]): Promise<number> {
       return 2;
     }
     throw err;
+  }
+  if (parsed.extras !== undefined) {
+    const context = mkdtempSync(join(tmpdir(), "dask-workspace-extras-"));
+    const added = writeExtrasContext(context, parsed.extras, readLock());
+    parsed.opts.extrasContext = context;
+    console.error(
+      `images:build: study dependencies for both images: ` +
+        [
+          ...added.map((a) => `${a.name}==${a.version}`),
+          ...parsed.extras.packages.map((p) => `${basename(p)} (local)`),
+        ].join(", ") +
+        ` (build context ${context})`,
+    );
   }
   const plan = buildPlan(parsed.opts);
   if (parsed.dryRun) {
@@ -204,7 +288,12 @@ async function main(argv: string[]): Promise<number> {
       return 1;
     }
   }
-  console.error(`images:build: pushed ${plan.map((p) => p.ref).join(", ")}`);
+  if (parsed.opts.extrasContext !== undefined) {
+    rmSync(parsed.opts.extrasContext, { recursive: true, force: true });
+  }
+  console.error(
+    `images:build: ${parsed.opts.push ? "pushed" : "built"} ${plan.map((p) => p.ref).join(", ")}`,
+  );
   return 0;
 }
 

@@ -1,7 +1,7 @@
 /**
  * The stack config: the ONLY module that reads `pulumi.Config`.
  *
- * One zod schema ({@link StackConfigSchema}) covers every key of ARCHITECTURE.md "Stack
+ * One zod schema ({@link StackConfigSchema}) covers every key of docs/configuration.md "Stack
  * configuration"; {@link parseWorkspaceConfig} validates a raw config object with it, applies the
  * cross-field rules (headroom, threshold order, HPA bounds, ...), reads job study files, resolves
  * every default and returns the typed {@link WorkspaceConfig}. It reports EVERY problem at once,
@@ -15,6 +15,7 @@ import { closest, distance } from "fastest-levenshtein";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { azureFitProblems } from "./azure/vm-sizes.js";
+import { misspeltNamespaceProblems, resultsProblems, resultsUriProblem } from "./config-results.js";
 import { ConfigError, formatProblems, type Problem } from "./errors.js";
 import {
   formatQuantity,
@@ -26,6 +27,7 @@ import {
   type MemoryLimitSpec,
 } from "./memory.js";
 import type { JobConfig, Memory, RunnerMode, WorkerLifetime, WorkspaceConfig } from "./types.js";
+import { readJobBundle, type StudyBundle } from "./workspace/bundle.js";
 
 export { ConfigError, formatProblems, type Problem } from "./errors.js";
 
@@ -197,24 +199,10 @@ const chunkSeconds = z.number().refine((s) => s > 0 && s <= 3600, {
     `${describe(iss.input)} is not a chunk duration: use seconds > 0 and ≤ 3600, e.g. 0.2 (packed tasks of about 200 ms)`,
 });
 
-/** Results location: a local path or `az://container/prefix`. */
+/** Results location: a path, or an object store URI (`az://`, `s3://`, `gs://`). */
 const resultsUri = z.string().superRefine((v, ctx) => {
-  if (v.trim() === "") {
-    ctx.addIssue({ code: "custom", message: "must not be empty" });
-  } else if (v.startsWith("az://")) {
-    const container = v.slice("az://".length).split("/")[0] ?? "";
-    if (!/^[a-z0-9](?!.*--)[a-z0-9-]{1,61}[a-z0-9]$/.test(container)) {
-      ctx.addIssue({
-        code: "custom",
-        message: `${JSON.stringify(v)}: "${container}" is not an Azure Blob container name (3-63 lower-case letters, digits and single '-'); use az://<container>/<prefix>`,
-      });
-    }
-  } else if (/^[a-zA-Z][a-zA-Z0-9+.-]*:\/\//.test(v)) {
-    ctx.addIssue({
-      code: "custom",
-      message: `${JSON.stringify(v)}: only local paths and az://<container>/<prefix> are supported`,
-    });
-  }
+  const message = resultsUriProblem(v);
+  if (message !== undefined) ctx.addIssue({ code: "custom", message });
 });
 
 // ---------------------------------------------------------------------------------------------
@@ -419,8 +407,25 @@ const RunnerSchema = z.strictObject({
   chunking: chunking.default("auto"),
   /** `--chunk-seconds`: seconds a packed task aims at. Default: the runner's (0.2 s). */
   chunkSeconds: chunkSeconds.optional(),
-  /** Results URI base: a path or az://container/prefix; each job writes under <results>/<job>. */
+  /** Results URI base: a path under /results or az://, s3://, gs://; each job writes under <results>/<job>. */
   results: resultsUri.optional(),
+  /** The results volume (a PersistentVolumeClaim at /results in every runner Job). */
+  resultsVolume: z
+    .strictObject({
+      /** Requested size. Default 10Gi. */
+      size: memory().default(toMemory(10 * 1024 ** 3)),
+      /** StorageClass; the cluster's default when absent. */
+      storageClass: z.string().min(1).optional(),
+      /** ReadWriteOnce (default) or ReadWriteMany (jobs running at once on different nodes). */
+      accessMode: z.enum(["ReadWriteOnce", "ReadWriteMany"]).default("ReadWriteOnce"),
+      /** Keep the claim (and the namespace) when Pulumi deletes them. Default true. */
+      retainOnDelete: z.boolean().default(true),
+    })
+    .prefault({}),
+  /** Secret (in the namespace) whose keys become the runner's environment: object store credentials. */
+  resultsSecret: dnsLabel(253).optional(),
+  /** Allow results in an emptyDir that dies with the pod (a warning). Default false. */
+  ephemeral: z.boolean().default(false),
   /** Runner Job CPU request = limit. Default "1". */
   cpu: cpu.default("1"),
   /** Runner Job memory request = limit. Default 1Gi. */
@@ -810,6 +815,7 @@ export function parseWorkspaceConfig(
 
   // Study files are checked even when other keys are wrong, so every problem shows at once.
   const studies = new Map<string, string>();
+  const bundles = new Map<string, StudyBundle>();
   const rawJobs = raw["jobs"];
   if (rawJobs !== null && typeof rawJobs === "object" && !Array.isArray(rawJobs)) {
     for (const [name, job] of Object.entries(rawJobs as Record<string, unknown>)) {
@@ -818,6 +824,9 @@ export function parseWorkspaceConfig(
       const r = readStudy(name, study, opts.baseDir);
       if ("problem" in r) problems.push(r.problem);
       else studies.set(name, r.text);
+      const b = "problem" in r ? undefined : readJobBundle(name, study, opts.baseDir);
+      if (b !== undefined && "problem" in b) problems.push(b.problem);
+      else if (b !== undefined) bundles.set(name, b.bundle);
     }
   }
   if (!parsed.success || problems.length > 0)
@@ -862,6 +871,7 @@ export function parseWorkspaceConfig(
     name,
     studyPath: j.study,
     studyText: studies.get(name) ?? "",
+    bundle: bundles.get(name),
     results: j.results ?? joinUri(runnerResults, name),
     mode: (j.mode ?? c.runner.mode) as RunnerMode,
     window: j.window ?? c.runner.window,
@@ -872,6 +882,16 @@ export function parseWorkspaceConfig(
     ttlSecondsAfterFinished: j.ttlSecondsAfterFinished,
     activeDeadlineSeconds: j.activeDeadlineSeconds,
   }));
+
+  const durable = resultsProblems({
+    target: c.target,
+    jobs: jobs.map((j) => ({ ...j, explicit: c.jobs[j.name]?.results !== undefined })),
+    runnerResults,
+    ephemeral: c.runner.ephemeral,
+    resultsSecret: c.runner.resultsSecret,
+  });
+  warnings.push(...durable.warnings);
+  if (durable.problems.length > 0) return { ok: false, problems: durable.problems, warnings };
 
   const config: WorkspaceConfig = {
     target: c.target,
@@ -916,6 +936,9 @@ export function parseWorkspaceConfig(
       chunking: c.runner.chunking,
       ...chunkSecondsOf(c.runner.chunkSeconds),
       results: runnerResults,
+      resultsVolume: c.runner.resultsVolume,
+      ...(c.runner.resultsSecret !== undefined ? { resultsSecret: c.runner.resultsSecret } : {}),
+      ephemeral: c.runner.ephemeral,
       cpu: c.runner.cpu,
       memory: c.runner.memory,
     },
@@ -1015,7 +1038,7 @@ export function readStackConfigFile(file: string): Record<string, unknown> {
     ]);
   }
   const out: Record<string, unknown> = {};
-  const problems: Problem[] = [];
+  const problems = misspeltNamespaceProblems(Object.keys(config));
   for (const [fullKey, value] of Object.entries(config as Record<string, unknown>)) {
     const colon = fullKey.indexOf(":");
     const ns = colon < 0 ? PROJECT : fullKey.slice(0, colon);
@@ -1086,7 +1109,13 @@ export function loadConfig(): WorkspaceConfig {
     }
   }
   const stack = pulumi.getStack();
+  const misspelt = misspeltNamespaceProblems(Object.keys(pulumi.runtime.allConfig()));
   const result = parseWorkspaceConfig(raw, { baseDir: findProjectRoot(process.cwd()), stack });
+  if (misspelt.length > 0) {
+    throw new pulumi.RunError(
+      `invalid stack config (stack ${stack}):\n${formatProblems([...misspelt, ...(result.ok ? [] : result.problems)])}`,
+    );
+  }
   for (const w of result.warnings) void pulumi.log.warn(w);
   if (!result.ok) {
     throw new pulumi.RunError(

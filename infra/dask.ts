@@ -33,7 +33,7 @@ export const SCHEDULER_HTTP_ROUTES: readonly string[] = [
  * The nested Dask config shared by the scheduler and the workers.
  *
  * - `distributed.scheduler.worker-saturation`: only the scheduler reads it, and only when it
- *   starts; setting it on a client does nothing (BACKGROUND.md failure 3). This file is mounted
+ *   starts; setting it on a client does nothing (docs/why.md, failure 3). This file is mounted
  *   into the scheduler container, and {@link schedulerEnv} repeats it as an environment variable.
  * - `distributed.scheduler.allowed-failures`: how many worker deaths a task may be part of
  *   before it is marked `KilledWorker`, so OOM loops end instead of retrying forever.

@@ -1,5 +1,5 @@
 /**
- * `npm run render -- --stack <name> [--config-file <path>] --out <dir>`
+ * `npm run render -- (--stack <name> | --config-file <path>) --out <dir>`
  *
  * Evaluates the real Pulumi program (`infra/index.ts`) offline, under Pulumi's mock runtime (no
  * cloud, no Pulumi CLI), and writes what it would create: every Kubernetes object as a plain YAML
@@ -11,7 +11,7 @@
  * violates the schema or the program failed (a bug: please report it).
  */
 import { existsSync, readdirSync } from "node:fs";
-import { dirname, join, resolve } from "node:path";
+import { basename, dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 
@@ -21,10 +21,11 @@ import { parseArgs } from "node:util";
 const PROJECT_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 const PROGRAM = join(PROJECT_ROOT, "infra", "index.ts");
 
-const USAGE = `usage: npm run render -- --stack <name> [--config-file <path>] --out <dir>
+const USAGE = `usage: npm run render -- (--stack <name> | --config-file <path>) --out <dir>
 
   --stack <name>         stack to render (reads Pulumi.<name>.yaml in ${PROJECT_ROOT})
-  --config-file <path>   read this stack file instead of Pulumi.<name>.yaml
+  --config-file <path>   read this stack file instead; the stack name comes from its file name
+                         (Pulumi.<stack>.yaml, or <stack>.yaml) unless --stack is given
   --out <dir>            write <dir>/kubernetes/*.yaml and <dir>/azure/*.json`;
 
 /** A failure to report as a plain message (no stack trace) with an exit code. */
@@ -70,15 +71,18 @@ export function parseRenderArgs(argv: string[]): RenderArgs {
   if (values.help === true) {
     throw new RenderError(USAGE, 0);
   }
-  const missing = (["stack", "out"] as const).filter((k) => values[k] === undefined);
+  const missing = [
+    ...(values.stack === undefined && values["config-file"] === undefined ? ["--stack"] : []),
+    ...(values.out === undefined ? ["--out"] : []),
+  ];
   if (missing.length > 0) {
-    throw new RenderError(`missing ${missing.map((k) => `--${k}`).join(" and ")}\n\n${USAGE}`, 2);
+    throw new RenderError(`missing ${missing.join(" and ")}\n\n${USAGE}`, 2);
   }
-  const stack = values.stack as string;
+  const stack = values.stack ?? stackFromFileName(values["config-file"] as string);
   const configFile =
     values["config-file"] === undefined
       ? join(PROJECT_ROOT, `Pulumi.${stack}.yaml`)
-      : resolve(values["config-file"]);
+      : resolve(process.env.INIT_CWD ?? process.cwd(), values["config-file"]);
   if (!existsSync(configFile)) {
     if (values["config-file"] !== undefined) {
       throw new RenderError(`config file ${configFile} does not exist`, 2);
@@ -92,6 +96,17 @@ export function parseRenderArgs(argv: string[]): RenderArgs {
     );
   }
   return { stack, configFile, out: values.out as string };
+}
+
+/**
+ * The stack a stack file belongs to, from its name: `Pulumi.<stack>.yaml` → `<stack>`, any other
+ * `<name>.yaml` → `<name>` (characters a stack name cannot hold become "-").
+ */
+export function stackFromFileName(file: string): string {
+  const base = basename(file);
+  const name = /^Pulumi\.(.+)\.ya?ml$/i.exec(base)?.[1] ?? base.replace(/\.(ya?ml|json)$/i, "");
+  const cleaned = name.replace(/[^A-Za-z0-9._-]+/g, "-");
+  return cleaned === "" ? "stack" : cleaned;
 }
 
 /** Reads and validates the stack config; every problem at once. */

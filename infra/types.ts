@@ -118,10 +118,35 @@ export interface RunnerConfig {
   chunking: RunnerChunking;
   /** Seconds a packed task aims at; absent: the runner's default. */
   chunkSeconds?: number;
-  /** Default results URI for jobs: a path or `az://container/prefix`. */
+  /** Default results URI for jobs: a path under `/results`, or `az://`, `s3://`, `gs://`. */
   results: string;
+  /** The results volume: a PersistentVolumeClaim mounted at `/results` in every runner Job. */
+  resultsVolume: ResultsVolumeConfig;
+  /** Secret whose keys become the runner's environment (object store credentials). */
+  resultsSecret?: string;
+  /** Results outside the volume go to an emptyDir (lost with the pod); validation warned. */
+  ephemeral: boolean;
   cpu: string;
   memory: Memory;
+}
+
+export interface ResultsVolumeConfig {
+  /** Requested size. */
+  size: Memory;
+  /** StorageClass; the cluster's default when absent. */
+  storageClass?: string;
+  accessMode: "ReadWriteOnce" | "ReadWriteMany";
+  /** Pulumi's `retainOnDelete` on the claim and the namespace: results outlive the workspace. */
+  retainOnDelete: boolean;
+}
+
+/** A study's bundle (see `infra/workspace/bundle.ts`). */
+export interface JobBundle {
+  /** Selected files, sorted by relative POSIX path. */
+  files: Array<{ path: string; size: number; base64: string }>;
+  totalBytes: number;
+  /** sha256 hex: the study's code identity. */
+  hash: string;
 }
 
 export interface JobConfig {
@@ -131,6 +156,8 @@ export interface JobConfig {
   studyPath: string;
   /** The study file's contents (YAML or JSON), shipped in a ConfigMap. */
   studyText: string;
+  /** The study folder's files (the study file included); absent: the study file alone. */
+  bundle?: JobBundle;
   results: string;
   mode: RunnerMode;
   window: "auto" | number;

@@ -1,6 +1,6 @@
 /**
  * AksCluster under Pulumi's mock runtime: the recorded inputs of every Azure resource, checked for
- * each security property ARCHITECTURE.md ("Azure") asks for, and the resource names and types
+ * each security property docs/azure.md asks for, and the resource names and types
  * pinned so a refactor cannot silently replace live resources.
  */
 import * as pulumi from "@pulumi/pulumi";

@@ -92,6 +92,12 @@ export function azureConfig(o: FixtureOverrides = {}): WorkspaceConfig {
       batchSize: 200,
       chunking: "auto",
       results: o.runnerResults ?? "az://results",
+      resultsVolume: {
+        size: mem("10Gi"),
+        accessMode: "ReadWriteOnce",
+        retainOnDelete: true,
+      },
+      ephemeral: false,
       cpu: "1",
       memory: mem("2Gi"),
     },

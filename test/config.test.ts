@@ -201,10 +201,32 @@ describe("bad configs: every problem with its exact message", () => {
     ],
     [
       "results URIs",
-      { runner: { results: "s3://bucket/x" }, jobs: { a: { study: STUDY, results: "az://A/x" } } },
+      { runner: { results: "ftp://bucket/x" }, jobs: { a: { study: STUDY, results: "az://A/x" } } },
       [
-        'runner.results: "s3://bucket/x": only local paths and az://<container>/<prefix> are supported',
+        'runner.results: "ftp://bucket/x": use a path (on target kubernetes, under /results) or an object store URI: az://<container>/<prefix>, s3://<bucket>/<prefix> or gs://<bucket>/<prefix>',
         `jobs.a.results: "az://A/x": "A" is not an Azure Blob container name (3-63 lower-case letters, digits and single '-'); use az://<container>/<prefix>`,
+      ],
+    ],
+    [
+      "credentials in a results URI",
+      {
+        runner: { results: "s3://AKIA:hunter2@bucket/x" },
+        jobs: { a: { study: STUDY, results: "az://results/x?sv=2024&sig=abc" } },
+      },
+      [
+        'runner.results: "s3://AKIA:hunter2@bucket/x" carries credentials; never put them in the stack config: store them in a Kubernetes Secret and name it in runner.resultsSecret',
+        'jobs.a.results: "az://results/x?sv=2024&sig=abc" carries a token in its query string; never put credentials in the stack config: store them in a Kubernetes Secret and name it in runner.resultsSecret',
+      ],
+    ],
+    [
+      "results that would die with the pod",
+      {
+        runner: { results: "out" },
+        jobs: { a: { study: STUDY }, b: { study: STUDY, results: "/data/b" } },
+      },
+      [
+        'runner.results: "out/a" (job a) would be an emptyDir that dies with the runner pod, so a re-run could not resume; use a path under /results (the workspace\'s results volume), an object store URI (az://, s3://, gs://), or set runner.ephemeral: true to accept losing them',
+        'jobs.b.results: "/data/b" (job b) would be an emptyDir that dies with the runner pod, so a re-run could not resume; use a path under /results (the workspace\'s results volume), an object store URI (az://, s3://, gs://), or set runner.ephemeral: true to accept losing them',
       ],
     ],
     [
@@ -330,11 +352,25 @@ describe("good configs", () => {
         batchSize: 200,
         chunking: "auto",
         results: "/results",
+        resultsVolume: {
+          size: { bytes: 10 * GiB, quantity: "10Gi" },
+          accessMode: "ReadWriteOnce",
+          retainOnDelete: true,
+        },
+        ephemeral: false,
         cpu: "1",
         memory: { bytes: GiB, quantity: "1Gi" },
       },
       jobs: [],
     });
+  });
+
+  it("runner.ephemeral: true allows results that die with the pod, with a warning, and no claim", () => {
+    const r = configOf({ runner: { ephemeral: true }, jobs: { a: { study: STUDY } } });
+    expect(r.ok).toBe(true);
+    expect(r.warnings).toEqual([
+      "runner.results: job a writes its results to /results/a in an emptyDir (runner.ephemeral: true): they are lost when its pod goes, and a re-run cannot resume them",
+    ]);
   });
 
   it('treats Pulumi.yaml\'s empty defaults ("" and {}) as unset', () => {
@@ -381,6 +417,7 @@ describe("good configs", () => {
         name: "sir",
         studyPath: STUDY,
         studyText: fs.readFileSync(path.join(ROOT, STUDY), "utf8"),
+        bundle: expect.objectContaining({ hash: expect.stringMatching(/^[0-9a-f]{64}$/) }),
         results: "az://results/base/sir",
         mode: "batch",
         window: 8,
@@ -644,6 +681,28 @@ describe("loadConfig under the Pulumi runtime", () => {
         "invalid stack config (stack unit), 2 problem(s):",
         "workers.memoryPerProcess: 6 × 4Gi = 24Gi leaves 0 of podMemory 24Gi for the nanny; use at most 3977Mi per process or raise podMemory to at least 25285Mi",
         "worker: unknown key; did you mean workers?",
+      ].join("\n"),
+    );
+  });
+
+  it("refuses keys under a misspelt namespace, which Pulumi would silently ignore", () => {
+    pulumi.runtime.setAllConfig({
+      "dask_workspace:workers": JSON.stringify({ replicas: 9 }),
+      "daskworkspace:runner": JSON.stringify({ cpu: "2" }),
+      "kubernetes:context": "kind-kind",
+    });
+    let error: unknown;
+    try {
+      loadConfig();
+    } catch (e) {
+      error = e;
+    }
+    expect(pulumi.RunError.isInstance(error)).toBe(true);
+    expect((error as Error).message).toBe(
+      [
+        "invalid stack config (stack unit):",
+        'dask_workspace:workers: "dask_workspace:" is not this project\'s namespace, so Pulumi would ignore this key; write it as dask-workspace:workers',
+        'daskworkspace:runner: "daskworkspace:" is not this project\'s namespace, so Pulumi would ignore this key; write it as dask-workspace:runner',
       ].join("\n"),
     );
   });

@@ -4,9 +4,9 @@
  * No Docker engine runs here, so nothing is built.
  */
 import { execFileSync, spawnSync } from "node:child_process";
-import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { describe, expect, it } from "vitest";
 
 import {
@@ -16,6 +16,7 @@ import {
   PROJECT_ROOT,
   shellWord,
 } from "../images/build.js";
+import { checkRequirements, extrasProblems, writeExtrasContext } from "../images/extras.js";
 
 const ROOT = PROJECT_ROOT;
 const DOCKERFILES = ["images/dask.Dockerfile", "images/runner.Dockerfile"];
@@ -233,5 +234,145 @@ describe("images/build.ts", () => {
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain("--registry is required");
     expect(bad.stderr).not.toMatch(/\n\s+at /); // no stack trace
+  });
+});
+
+describe("a study's own dependencies (--requirements, --package)", () => {
+  const lock = read("runner/requirements.lock");
+  const numpy = lockPins(lock).get("numpy")!;
+
+  it("accepts only pinned requirements that never move a package the image pins", () => {
+    const r = checkRequirements(
+      [
+        "# the study's extras",
+        "numba==0.61.2 \\",
+        "    --hash=sha256:" + "a".repeat(64),
+        `numpy==${numpy}`,
+        "Simpy[extra]==4.1.1 ; python_version >= '3.8'",
+        "",
+      ].join("\n"),
+      { file: "req.txt", lock },
+    );
+    expect(r.problems).toEqual([]);
+    expect(r.added).toEqual([
+      { name: "numba", version: "0.61.2" },
+      { name: "simpy", version: "4.1.1" },
+    ]);
+    // numpy is in the image already at that version: not installed again.
+    expect(r.text).not.toContain("numpy");
+    expect(r.text).toContain("--hash=sha256:");
+
+    const bad = checkRequirements(
+      ["scipy>=1.0", "numpy==0.0.1", "-e git+https://example/x", "pandas"].join("\n"),
+      { file: "req.txt", lock },
+    );
+    expect(bad.problems).toEqual([
+      'req.txt:1: "scipy>=1.0" is not pinned; write name==version (e.g. numba==0.61.2) so that every image build installs the same code',
+      `req.txt:2: numpy==0.0.1 conflicts with the workspace image's numpy==${numpy} (runner/requirements.lock); use ${numpy}, or leave it out (it is installed already)`,
+      'req.txt:3: "-e" is not allowed; list pinned packages only (name==version, optionally with --hash=...)',
+      'req.txt:4: "pandas" is not pinned; write name==version (e.g. numba==0.61.2) so that every image build installs the same code',
+    ]);
+  });
+
+  it("prepares the build context: requirements, distributions, plain packages (no caches)", () => {
+    const dir = mkdtempSync(join(tmpdir(), "extras-in-"));
+    const dist = join(dir, "teamsim");
+    const plain = join(dir, "epimodel");
+    for (const [f, text] of [
+      [join(dist, "pyproject.toml"), "[project]\nname = 'teamsim'\nversion = '1.0'\n"],
+      [join(dist, "src", "teamsim", "__init__.py"), ""],
+      [join(plain, "__init__.py"), "X = 1\n"],
+      [join(plain, "__pycache__", "x.pyc"), "b"],
+      [join(dir, "req.txt"), "numba==0.61.2\n"],
+    ] as const) {
+      mkdirSync(dirname(f), { recursive: true });
+      writeFileSync(f, text);
+    }
+    const input = { requirements: join(dir, "req.txt"), packages: [dist, plain] };
+    expect(extrasProblems(input, lock)).toEqual([]);
+    const ctx = mkdtempSync(join(tmpdir(), "extras-ctx-"));
+    expect(writeExtrasContext(ctx, input, lock)).toEqual([{ name: "numba", version: "0.61.2" }]);
+    expect(readFileSync(join(ctx, "requirements.txt"), "utf8")).toBe("numba==0.61.2\n");
+    expect(existsSync(join(ctx, "dists", "teamsim", "src", "teamsim", "__init__.py"))).toBe(true);
+    expect(readFileSync(join(ctx, "site", "epimodel", "__init__.py"), "utf8")).toBe("X = 1\n");
+    expect(existsSync(join(ctx, "site", "epimodel", "__pycache__"))).toBe(false);
+    expect(extrasProblems({ packages: [join(dir, "nope")] }, lock)).toEqual([
+      `--package ${join(dir, "nope")}: not a folder`,
+    ]);
+    expect(extrasProblems({ packages: [join(dist, "src")] }, lock)).toEqual([
+      `--package ${join(dist, "src")}: neither a distribution (pyproject.toml or setup.py) nor a package folder (__init__.py)`,
+    ]);
+  });
+
+  it("plans base images as <tag>-base, then extras.Dockerfile FROM each", () => {
+    const plan = buildPlan({
+      registry: "r.io",
+      tag: "1.0-epi",
+      platform: "linux/amd64",
+      push: true,
+      extrasContext: "/tmp/ctx",
+    });
+    expect(plan.map((p) => p.ref)).toEqual([
+      "r.io/dask-workspace/dask:1.0-epi-base",
+      "r.io/dask-workspace/dask:1.0-epi",
+      "r.io/dask-workspace/runner:1.0-epi-base",
+      "r.io/dask-workspace/runner:1.0-epi",
+    ]);
+    const extras = plan[3]!.command;
+    expect(extras.slice(0, 7)).toEqual([
+      "docker",
+      "buildx",
+      "build",
+      "--file",
+      join(ROOT, "images/extras.Dockerfile"),
+      "--build-arg",
+      "BASE_IMAGE=r.io/dask-workspace/runner:1.0-epi-base",
+    ]);
+    expect(extras.at(-1)).toBe("/tmp/ctx");
+  });
+
+  it("images/extras.Dockerfile passes hadolint, installs without resolution, runs pip check, ends as 1000", () => {
+    const res = spawnSync(HADOLINT, ["--no-color", join(ROOT, "images/extras.Dockerfile")], {
+      encoding: "utf8",
+    });
+    expect(res.stdout + res.stderr).toBe("");
+    const ins = instructions(read("images/extras.Dockerfile"));
+    const run = ins.find((i) => i.op === "RUN")!.args;
+    expect(run).toContain("pip install --no-cache-dir --no-deps -r");
+    expect(run).toContain("pip check");
+    expect(ins.filter((i) => i.op === "USER").at(-1)?.args).toBe("1000:1000");
+  });
+
+  it("npm run images:build -- --dry-run --requirements --package prints the four builds", () => {
+    const dir = mkdtempSync(join(tmpdir(), "extras-cli-"));
+    mkdirSync(join(dir, "epimodel"));
+    writeFileSync(join(dir, "epimodel", "__init__.py"), "");
+    writeFileSync(join(dir, "req.txt"), "numba==0.61.2\n");
+    const res = spawnSync(
+      join(ROOT, "node_modules", ".bin", "tsx"),
+      [
+        "images/build.ts",
+        "--registry",
+        "r.io",
+        "--requirements",
+        join(dir, "req.txt"),
+        "--package",
+        join(dir, "epimodel"),
+        "--dry-run",
+      ],
+      { cwd: ROOT, encoding: "utf8" },
+    );
+    expect(res.status, res.stderr).toBe(0);
+    expect(res.stdout.split("\n").filter((l) => l.startsWith("docker buildx build"))).toHaveLength(
+      4,
+    );
+    expect(res.stderr).toContain("numba==0.61.2, epimodel (local)");
+    const bad = spawnSync(
+      join(ROOT, "node_modules", ".bin", "tsx"),
+      ["images/build.ts", "--registry", "r.io", "--requirements", join(dir, "nope.txt")],
+      { cwd: ROOT, encoding: "utf8" },
+    );
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain(`--requirements ${join(dir, "nope.txt")}: no such file`);
   });
 });

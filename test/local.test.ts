@@ -67,6 +67,7 @@ describe("npm run local flags", () => {
       explicitConfigFile: false,
       studyFile: path.join("/proj", DEFAULT_STUDY),
       runnerArgs: [],
+      keep: false,
     });
   });
 
@@ -97,6 +98,7 @@ describe("npm run local flags", () => {
       summaryPath: "/here/out/s.json",
       results: "az://c/p",
       runnerArgs: ["--mode", "batch"],
+      keep: false,
     });
   });
 
@@ -197,17 +199,17 @@ describe("local commands come from the same pure functions as Kubernetes", () =>
     expect(other).not.toContain("--chunk-seconds"); // the runner's own default applies
   });
 
-  it("gives every process the venv first on PATH, the study folder and the Dask config", () => {
+  it("gives every process the venv first on PATH and the Dask config, never the study folder", () => {
     const env = localEnv({
       base: { PATH: "/usr/bin", PYTHONPATH: "/old", HOME: "/h" },
       venvBin: "/p/.venv/bin",
-      pythonPath: ["/p/examples/studies/leak"],
       daskConfigDir: "/t/dask",
       tmpDir: "/t",
     });
+    // The study's code reaches the workers as a bundle (the runner's plugin), as on a cluster.
     expect(env).toMatchObject({
       PATH: "/p/.venv/bin:/usr/bin",
-      PYTHONPATH: "/p/examples/studies/leak:/old",
+      PYTHONPATH: "/old",
       DASK_CONFIG: "/t/dask",
       DASK_TEMPORARY_DIRECTORY: "/t",
       HOME: "/h",

@@ -43,7 +43,7 @@ describe("npm run render (as a process)", () => {
     const result = await render(["--stack", "local", "--out", out]);
     expect(result.stderr).toBe("");
     expect(result.exitCode).toBe(0);
-    expect(result.stdout).toContain("15 Kubernetes objects, 0 Azure resources");
+    expect(result.stdout).toContain("16 Kubernetes objects, 0 Azure resources");
     expect((await readdir(out)).sort()).toEqual(["azure", "kubernetes"]);
     expect(await readdir(join(out, "azure"))).toEqual([]);
     const files = (await readdir(join(out, "kubernetes"))).sort();
@@ -61,6 +61,7 @@ describe("npm run render (as a process)", () => {
       "v1-ConfigMap-dask-local-dask-config.yaml",
       "v1-ConfigMap-dask-local-dask-study-sir-grid.yaml",
       "v1-Namespace-dask-local.yaml",
+      "v1-PersistentVolumeClaim-dask-local-dask-results.yaml",
       "v1-Service-dask-local-dask-scheduler.yaml",
       "v1-ServiceAccount-dask-local-dask-runner.yaml",
     ]);

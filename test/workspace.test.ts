@@ -375,11 +375,17 @@ describe("DaskWorkspace (static worker count)", () => {
     const mount = runner.volumeMounts.find((m: Obj) => m.mountPath === "/study");
     const volume = pod.volumes.find((v: Obj) => v.name === mount.name);
     expect(volume.configMap.name).toBe(study.metadata.name);
-    expect(study.data["study.yaml"]).toBe(ev.cfg.jobs[0]!.studyText);
-    expect(study.data["study.yaml"]).toContain("name: test-study");
+    // The study folder is laid out under /study by the volume's items (the study bundle).
+    const item = volume.configMap.items.find((i: Obj) => i.path === "study.yaml");
+    const studyText = Buffer.from(study.binaryData[item.key], "base64").toString("utf8");
+    expect(studyText).toBe(ev.cfg.jobs[0]!.studyText);
+    expect(studyText).toContain("name: test-study");
     // An edited study changes the Job's template, so `pulumi up` replaces (re-runs) the Job.
     expect(job.spec.template.metadata.annotations["dask-workspace/study-sha256"]).toBe(
-      createHash("sha256").update(study.data["study.yaml"]).digest("hex"),
+      createHash("sha256").update(studyText).digest("hex"),
+    );
+    expect(job.spec.template.metadata.annotations["dask-workspace/bundle-sha256"]).toBe(
+      ev.cfg.jobs[0]!.bundle!.hash,
     );
     expect(ev.cfg.jobs[0]!.studyPath).toBe(TEST_STUDY);
   });

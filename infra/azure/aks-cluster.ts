@@ -1,6 +1,6 @@
 /**
  * The Azure half of `target: azure`: everything the workspace needs before the first Kubernetes
- * object exists (ARCHITECTURE.md, "Azure").
+ * object exists (docs/azure.md).
  *
  * - a resource group (or an existing one by name);
  * - AKS with a system pool and a separate autoscaling worker pool (optionally spot), the OIDC

@@ -1,5 +1,5 @@
 /**
- * Results URIs on Azure: `az://<container>/<prefix>` (ARCHITECTURE.md, runner contract). The
+ * Results URIs on Azure: `az://<container>/<prefix>` (docs/runner.md, "Results"). The
  * storage account is not part of the URI; the runner reads it from `AZURE_STORAGE_ACCOUNT_NAME`.
  */
 

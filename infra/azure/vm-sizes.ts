@@ -1,6 +1,6 @@
 /**
  * Does the worker pod fit the worker VM? The VM size table, AKS's node reservations and the fit
- * check that `infra/config.ts` runs for `target: azure` (ARCHITECTURE.md, "Validation rules").
+ * check that `infra/config.ts` runs for `target: azure` (docs/azure.md, "How the fit check works").
  *
  * Why this exists: a pod whose memory or CPU request exceeds what the kubelet reports as
  * allocatable is never scheduled. With the cluster autoscaler it is worse than a plain error: the

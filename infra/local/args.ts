@@ -1,5 +1,5 @@
 /**
- * Flags of `npm run local` (contract: ARCHITECTURE.md "Commands a user runs"), parsed purely.
+ * Flags of `npm run local` (contract: docs/architecture.md "Contracts"), parsed purely.
  */
 import * as path from "node:path";
 import { parseArgs } from "node:util";
@@ -10,19 +10,23 @@ export const DEFAULT_STACK = "local";
 export const DEFAULT_STUDY = "examples/studies/sir-grid.yaml";
 
 export const USAGE = `usage: npm run local -- [--stack <name>] [--config-file <path>] [--study <file>]
-                        [--summary <path>] [--results <dir>] [-- <runner flags>]
+                        [--summary <path>] [--results <dir>] [--keep] [-- <runner flags>]
 
-Starts the stack's Dask workspace as local processes (a scheduler, and each worker pod as a
-process tree in its own memory cgroup limited to workers.podMemory), runs the study through the
-runner, prints the summary and tears everything down (also on Ctrl-C).
+Checks the study first (python -m dask_workspace check: schema, bundle, imports, what the results
+location holds; nothing starts when it fails), then starts the stack's Dask workspace as local
+processes (a scheduler, and each worker pod as a process tree in its own memory cgroup limited to
+workers.podMemory), runs the study through the runner, prints the summary and tears everything
+down (also on Ctrl-C).
 
   --stack <name>         stack whose config to use (Pulumi.<name>.yaml; default ${DEFAULT_STACK})
   --config-file <path>   read this stack file instead of Pulumi.<name>.yaml
-  --study <file>         study to run (default ${DEFAULT_STUDY}); its folder goes on PYTHONPATH
+  --study <file>         study to run (default ${DEFAULT_STUDY}); the study file and its
+                         folder (its modules and packages) are the study bundle
   --summary <path>       write the runner's summary JSON plus pod_oom_kills here
   --results <dir>        results directory or az://container/prefix
                          (default results/<study name>; re-running with the same one resumes)
-  -- <runner flags>      passed on to python -m dask_workspace run, e.g. -- --mode batch
+  --keep                 keep the workspace and its dashboard up after the study, until Ctrl-C
+  -- <runner flags>      passed on to python -m dask_workspace run, e.g. -- --retry-failed
 
 The scheduler uses the stack's scheduler.port and dashboardPort on 127.0.0.1, or free ports
 when those are busy (it says so). Exit code: the runner's (0 all persisted, 3 some groups failed,
@@ -42,6 +46,8 @@ export interface LocalArgs {
   results?: string;
   /** Extra flags for the runner (after a literal `--`). */
   runnerArgs: string[];
+  /** Keep the workspace up after the study until Ctrl-C. */
+  keep: boolean;
 }
 
 /** A bad command line: the message (with usage) and the exit code to use (0 for --help). */
@@ -72,6 +78,7 @@ export function parseLocalArgs(argv: string[], opts: { root: string; cwd: string
         study: { type: "string" },
         summary: { type: "string" },
         results: { type: "string" },
+        keep: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -108,7 +115,19 @@ export function parseLocalArgs(argv: string[], opts: { root: string; cwd: string
       : {}),
     ...(values.results !== undefined ? { results: resolveResults(values.results, opts.cwd) } : {}),
     runnerArgs,
+    keep: values.keep === true,
   };
+}
+
+/** The command that re-runs the same study and retries its failed groups. */
+export function retryCommand(argv: readonly string[]): string {
+  const dash = argv.indexOf("--");
+  const own = dash < 0 ? [...argv] : argv.slice(0, dash);
+  const runner = dash < 0 ? [] : argv.slice(dash + 1).filter((a) => a !== "--retry-failed");
+  const words = [...own.filter((a) => a !== "--keep"), "--", ...runner, "--retry-failed"];
+  const quote = (w: string) =>
+    /^[A-Za-z0-9_./:=@%+,-]+$/.test(w) ? w : `'${w.replaceAll("'", `'\\''`)}'`;
+  return `npm run local -- ${words.map(quote).join(" ")}`;
 }
 
 /** Local paths are made absolute (the runner's working directory may differ); URIs stay. */

@@ -2,7 +2,7 @@
  * Memory cgroups for the local launcher: each worker "pod" runs inside its own memory cgroup whose
  * limit is `workers.podMemory`, so the kernel enforces the pod limit exactly as the kubelet does in
  * a cluster (same OOM killer, same counter). Without this, a local run could never show the
- * zero-headroom failure the users hit (BACKGROUND.md, failure mode 1).
+ * zero-headroom failure the users hit (docs/why.md, failure 1).
  *
  * Layout: a run cgroup `<own cgroup>/dask-workspace-local-<launcher pid>/` holds one child per pod
  * (limited) and a `control` child (unlimited) for the scheduler and the runner. Creating it as a

@@ -115,19 +115,20 @@ export function localRunnerArgv(
   });
 }
 
-/** The environment every local process gets: venv first on PATH, the study folder importable. */
+/**
+ * The environment every local process gets: the venv first on PATH, the stack's Dask config.
+ * Nothing puts the study's folder on PYTHONPATH: the runner ships the study bundle to every
+ * worker through a Dask plugin, as on a cluster, so the local workspace tests that same path.
+ */
 export function localEnv(opts: {
   base: NodeJS.ProcessEnv;
   venvBin: string;
-  pythonPath: string[];
   daskConfigDir: string;
   tmpDir: string;
 }): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [k, v] of Object.entries(opts.base)) if (v !== undefined) env[k] = v;
   env.PATH = [opts.venvBin, opts.base.PATH ?? "/usr/bin:/bin"].join(path.delimiter);
-  const existing = opts.base.PYTHONPATH;
-  env.PYTHONPATH = [...opts.pythonPath, ...(existing ? [existing] : [])].join(path.delimiter);
   env.DASK_CONFIG = opts.daskConfigDir;
   // Spill files and worker scratch go into the run's temp dir, removed at teardown.
   env.DASK_TEMPORARY_DIRECTORY = opts.tmpDir;
@@ -278,8 +279,6 @@ export class ManagedProcess {
 export interface LocalWorkspaceOptions {
   /** Project root: `<root>/.venv/bin` goes first on PATH. */
   root: string;
-  /** Prepended to PYTHONPATH of the workers and of client processes (the study's folder). */
-  pythonPath: string[];
   /** Where messages for the user go (one line each). */
   log: (line: string) => void;
   /** Put pods in memory cgroups (default true). False runs unenforced, as if cgroups failed. */
@@ -360,7 +359,6 @@ export class LocalWorkspace {
     const env = localEnv({
       base: process.env,
       venvBin: path.join(opts.root, ".venv", "bin"),
-      pythonPath: opts.pythonPath,
       daskConfigDir,
       tmpDir,
     });

@@ -1,24 +1,23 @@
 /**
- * `npm run local -- [--stack <name>] [--config-file <path>] [--study <file>] [--summary <path>]`
+ * `npm run local -- [--stack <name>] [--config-file <path>] [--study <file>] [--summary <path>]
+ *  [--results <dir>] [--keep] [-- <runner flags>]`
  *
- * Validates the stack config with the same code as `pulumi up` (nothing starts when it is
- * invalid), starts the workspace as local processes (pods in memory cgroups), runs the study
- * through the runner with live progress, prints the summary and tears everything down, also on
- * Ctrl-C and SIGTERM. See `args.ts` for every flag and the exit codes.
+ * Validates the stack config with the same code as `pulumi up` and checks the study in a
+ * subprocess (`python -m dask_workspace check --no-run`, see `preflight.ts`): nothing starts
+ * when either fails, or when the results location already holds every group. Then starts the
+ * workspace as local processes (pods in memory cgroups), runs the study through the runner with
+ * live progress, prints the summary and tears everything down, also on Ctrl-C and SIGTERM
+ * (`--keep`: after a Ctrl-C). See `args.ts` for every flag and the exit codes.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
-import {
-  ConfigError,
-  formatProblems,
-  parseWorkspaceConfig,
-  readStackConfigFile,
-} from "../config.js";
 import type { WorkspaceConfig } from "../types.js";
-import { ArgsError, defaultResults, type LocalArgs, parseLocalArgs } from "./args.js";
-import { formatSummary, launchWorkspace, writeFileAtomic } from "./run.js";
+import { ArgsError, defaultResults, type LocalArgs, parseLocalArgs, retryCommand } from "./args.js";
+import type { LocalWorkspace } from "./launcher.js";
+import { type CheckRun, decideFromRun, runCheck } from "./preflight.js";
+import { formatSummary, type LaunchResult, launchWorkspace, writeFileAtomic } from "./run.js";
 
 const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -26,6 +25,13 @@ const PROJECT_ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), 
 class InputError extends Error {}
 
 const say = (line: string) => process.stderr.write(`local: ${line}\n`);
+
+/**
+ * Where the user ran the command: `npm run` starts scripts in the project root and keeps the
+ * caller's directory in INIT_CWD, so `npm --prefix <clone> run local -- --study study.yaml` from a
+ * study folder finds the study (and writes results/ there).
+ */
+const USER_CWD = process.env.INIT_CWD ?? process.cwd();
 
 function knownStacks(): string[] {
   return fs
@@ -35,8 +41,14 @@ function knownStacks(): string[] {
     .sort();
 }
 
-/** Reads and validates the stack config exactly as the Pulumi program does. */
-function loadStack(args: LocalArgs): WorkspaceConfig {
+/**
+ * Reads and validates the stack config exactly as the Pulumi program does. The config module is
+ * imported here, not at the top: it loads Pulumi and zod (about 1.6 s), during which the study
+ * check already runs.
+ */
+async function loadStack(args: LocalArgs): Promise<WorkspaceConfig> {
+  const { ConfigError, formatProblems, parseWorkspaceConfig, readStackConfigFile } =
+    await import("../config.js");
   if (!fs.existsSync(args.configFile)) {
     if (args.explicitConfigFile)
       throw new InputError(`config file ${args.configFile} does not exist`);
@@ -84,17 +96,35 @@ function studyName(file: string): string | undefined {
   }
 }
 
+/** What `--keep` prints once the study is done: where the workspace is and how to use it. */
+function keepMessage(ws: LocalWorkspace, results: string): string[] {
+  const python = path.join(PROJECT_ROOT, ".venv", "bin", "python");
+  return [
+    "the workspace stays up (--keep); press Ctrl-C to tear it down",
+    `  dashboard  ${ws.dashboardUrl}/status`,
+    `  scheduler  ${ws.schedulerAddress}`,
+    `  connect    ${python} -i -c 'from distributed import Client; client = Client("${ws.schedulerAddress}"); print(client)'`,
+    `  results    ${python} -c 'from dask_workspace.results import read_results; print(read_results("${results}").aggregates)'`,
+  ];
+}
+
 async function main(argv: string[]): Promise<number> {
   let args: LocalArgs;
-  let config: WorkspaceConfig;
   let results: string;
+  let checking: Promise<CheckRun>;
   try {
-    args = parseLocalArgs(argv, { root: PROJECT_ROOT, cwd: process.cwd() });
-    config = loadStack(args);
+    args = parseLocalArgs(argv, { root: PROJECT_ROOT, cwd: USER_CWD });
     const name = studyName(args.studyFile);
     results =
-      args.results ??
-      defaultResults({ cwd: process.cwd(), studyFile: args.studyFile, studyName: name });
+      args.results ?? defaultResults({ cwd: USER_CWD, studyFile: args.studyFile, studyName: name });
+    // The study is checked before anything starts (a typo costs a second, not a workspace
+    // start), while the stack config is read.
+    checking = runCheck({
+      root: PROJECT_ROOT,
+      studyFile: args.studyFile,
+      results,
+      runnerArgs: args.runnerArgs,
+    });
   } catch (err) {
     if (err instanceof ArgsError) {
       (err.exitCode === 0 ? process.stdout : process.stderr).write(`${err.message}\n`);
@@ -106,6 +136,47 @@ async function main(argv: string[]): Promise<number> {
     }
     throw err;
   }
+  let stackError: unknown;
+  const loading = loadStack(args).catch((err: unknown) => {
+    stackError = err;
+    return undefined;
+  });
+  const stackProblem = () => {
+    if (stackError instanceof InputError) process.stderr.write(`local: ${stackError.message}\n`);
+    else if (stackError !== undefined) throw stackError;
+  };
+
+  say(`stack ${args.stack} (${path.relative(USER_CWD, args.configFile) || args.configFile})`);
+  say(`study ${args.studyFile}; results ${results} (running again with the same results resumes)`);
+
+  const check = await checking;
+  const decision = decideFromRun(check, {
+    runnerArgs: args.runnerArgs,
+    results,
+    retryCommand: retryCommand(argv),
+  });
+  if (decision.action === "exit" && decision.exitCode === 2) {
+    // Reported at once; the stack's own problems too when they are known by now.
+    say(`study checked in ${check.seconds.toFixed(1)} s: ${decision.message}`);
+    stackProblem();
+    return 2;
+  }
+  const config = await loading;
+  if (config === undefined) {
+    stackProblem();
+    return 2;
+  }
+  if (decision.action === "exit") {
+    say(`study checked in ${check.seconds.toFixed(1)} s: ${decision.message}`);
+    return decision.exitCode;
+  }
+  say(
+    `study checked in ${check.seconds.toFixed(1)} s` +
+      (check.report?.bundle_hash !== undefined
+        ? ` (code ${check.report.bundle_hash.slice(0, 12)})`
+        : ""),
+  );
+  if (decision.note !== undefined) say(decision.note);
 
   const controller = new AbortController();
   let signalled: NodeJS.Signals | undefined;
@@ -121,8 +192,24 @@ async function main(argv: string[]): Promise<number> {
   process.on("SIGINT", onSignal);
   process.on("SIGTERM", onSignal);
 
-  say(`stack ${args.stack} (${path.relative(process.cwd(), args.configFile) || args.configFile})`);
-  say(`study ${args.studyFile}; results ${results} (running again with the same results resumes)`);
+  const printSummary = (r: LaunchResult) => {
+    if (Object.keys(r.summary).length === 0) return;
+    process.stdout.write(`summary:\n${formatSummary(r.summary).join("\n")}\n`);
+    if (args.summaryPath !== undefined) {
+      writeFileAtomic(args.summaryPath, `${JSON.stringify(r.summary, null, 2)}\n`);
+      say(`summary written to ${args.summaryPath}`);
+    }
+  };
+  let printed = false;
+  const keepUp = async (ws: LocalWorkspace, r: LaunchResult) => {
+    printSummary(r);
+    printed = true;
+    for (const line of keepMessage(ws, results)) say(line);
+    await new Promise<void>((resolve) => {
+      if (controller.signal.aborted) resolve();
+      controller.signal.addEventListener("abort", () => resolve(), { once: true });
+    });
+  };
   let result;
   try {
     result = await launchWorkspace(config, {
@@ -134,17 +221,16 @@ async function main(argv: string[]): Promise<number> {
       log: say,
       out: (line) => process.stdout.write(`${line}\n`),
       signal: controller.signal,
+      ...(args.keep ? { afterRun: keepUp } : {}),
     });
   } catch (err) {
     if (signalled !== undefined) return signalled === "SIGINT" ? 130 : 143;
     throw err;
   }
-  if (Object.keys(result.summary).length > 0) {
-    process.stdout.write(`summary:\n${formatSummary(result.summary).join("\n")}\n`);
-    if (args.summaryPath !== undefined) {
-      writeFileAtomic(args.summaryPath, `${JSON.stringify(result.summary, null, 2)}\n`);
-      say(`summary written to ${args.summaryPath}`);
-    }
+  if (!printed) printSummary(result);
+  const failed = result.summary["groups_failed"];
+  if (result.exitCode === 3 && typeof failed === "number" && failed > 0) {
+    say(`after fixing the model, retry the ${failed} failed group(s) with: ${retryCommand(argv)}`);
   }
   say(`workspace torn down; exit ${result.exitCode}`);
   return result.exitCode;

@@ -18,7 +18,7 @@ export const EXIT_LAUNCH_FAILED = 1;
 export interface LaunchOptions {
   /** Project root (.venv, relative study paths of stack jobs). */
   root: string;
-  /** Absolute path of the study file; its folder goes on PYTHONPATH. */
+  /** Absolute path of the study file (the runner ships its folder to the workers). */
   studyFile: string;
   /** Results directory or URI. */
   results: string;
@@ -46,6 +46,11 @@ export interface LaunchOptions {
   runnerGraceMs?: number;
   /** Keep the scheduler/pod logs when the run fails (default true; the path is printed). */
   keepLogsOnFailure?: boolean;
+  /**
+   * Runs after the study, with its result, before teardown (`--keep` prints the summary and waits
+   * for Ctrl-C here). Aborting `signal` still tears down.
+   */
+  afterRun?: (ws: LocalWorkspace, result: LaunchResult) => Promise<void>;
 }
 
 export interface LaunchResult {
@@ -137,7 +142,6 @@ export async function launchWorkspace(
   let keepLogs = opts.keepLogsOnFailure !== false;
   const starting = LocalWorkspace.start(config, {
     root: opts.root,
-    pythonPath: [path.dirname(opts.studyFile)],
     log,
     enforceMemory: opts.enforceMemory,
   });
@@ -232,13 +236,15 @@ export async function launchWorkspace(
     });
     keepLogs = exitCode !== 0 && opts.keepLogsOnFailure !== false;
     if (keepLogs) log(`scheduler and pod logs: ${w.logDir} (kept because the run failed)`);
-    return {
+    const result: LaunchResult = {
       exitCode,
       summary,
       podOomKills,
       cgroupDirs: w.cgroupDirs(),
       pids: w.processes.map((p) => p.pid),
     };
+    if (opts.afterRun !== undefined && !opts.signal?.aborted) await opts.afterRun(w, result);
+    return result;
   } finally {
     opts.signal?.removeEventListener("abort", onAbort);
     if (ws !== undefined) await ws.stop({ graceMs: 5_000, keepLogs });

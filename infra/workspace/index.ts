@@ -14,6 +14,8 @@ import { workspaceNamespace } from "./namespace.js";
 import { networkPolicies } from "./network.js";
 import type { NodePlacement } from "./placement.js";
 import {
+  needsResultsVolume,
+  resultsClaim,
   runnerJob,
   runnerRole,
   runnerRoleBinding,
@@ -86,11 +88,13 @@ export class DaskWorkspace extends pulumi.ComponentResource {
     const address = workspaceSchedulerAddress(cfg, names);
     const child: pulumi.CustomResourceOptions = { parent: this, provider: args.provider };
 
-    const namespace = new k8s.core.v1.Namespace(
-      `${name}-namespace`,
-      workspaceNamespace(cfg),
-      child,
-    );
+    // Results on the volume outlive the workspace: Kubernetes deletes a namespace's claims with
+    // it, so a retained claim needs a retained namespace (`pulumi destroy` then leaves both).
+    const retainResults = needsResultsVolume(cfg) && cfg.runner.resultsVolume.retainOnDelete;
+    const namespace = new k8s.core.v1.Namespace(`${name}-namespace`, workspaceNamespace(cfg), {
+      ...child,
+      ...(retainResults ? { retainOnDelete: true } : {}),
+    });
     const inNamespace = { ...child, dependsOn: [namespace] };
 
     const daskConfig = new k8s.core.v1.ConfigMap(
@@ -171,6 +175,13 @@ export class DaskWorkspace extends pulumi.ComponentResource {
       dependsOn: [role, serviceAccount],
     });
 
+    const claim = needsResultsVolume(cfg)
+      ? new k8s.core.v1.PersistentVolumeClaim(names.results, resultsClaim(runnerCtx), {
+          ...inNamespace,
+          ...(retainResults ? { retainOnDelete: true } : {}),
+        })
+      : undefined;
+
     for (const job of cfg.jobs) {
       const jobName = jobNames(name, job.name);
       const study = new k8s.core.v1.ConfigMap(
@@ -181,7 +192,14 @@ export class DaskWorkspace extends pulumi.ComponentResource {
       // A Job started before the scheduler is ready would spend its backoff on connection errors.
       new k8s.batch.v1.Job(jobName.job, runnerJob(runnerCtx, job), {
         ...child,
-        dependsOn: [...afterPolicies.dependsOn, study, binding, scheduler, service],
+        dependsOn: [
+          ...afterPolicies.dependsOn,
+          study,
+          binding,
+          scheduler,
+          service,
+          ...(claim !== undefined ? [claim] : []),
+        ],
       });
     }
 

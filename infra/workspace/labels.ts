@@ -14,7 +14,8 @@ export const PART_OF = "dask-workspace";
 export const MANAGED_BY = "pulumi";
 
 /** The parts of a workspace, each with its own pods, selectors and network rules. */
-export type WorkspaceComponent = "config" | "scheduler" | "worker" | "runner" | "network";
+export type WorkspaceComponent =
+  "config" | "scheduler" | "worker" | "runner" | "network" | "results";
 
 export type Labels = Record<string, string>;
 
@@ -88,6 +89,8 @@ export interface WorkspaceNames {
   schedulerComm: string;
   schedulerDashboard: string;
   workerPeers: string;
+  /** The results PersistentVolumeClaim. */
+  results: string;
 }
 
 export function workspaceNames(instance: string): WorkspaceNames {
@@ -101,6 +104,7 @@ export function workspaceNames(instance: string): WorkspaceNames {
     schedulerComm: `${instance}-scheduler-comm`,
     schedulerDashboard: `${instance}-scheduler-dashboard`,
     workerPeers: `${instance}-worker-peers`,
+    results: `${instance}-results`,
   };
 }
 

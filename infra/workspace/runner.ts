@@ -7,6 +7,7 @@ import { createHash } from "node:crypto";
 import { posix } from "node:path";
 import type * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
+import { RESULTS_DIR, resultsKind } from "../config-results.js";
 import type { JobConfig, WorkspaceConfig } from "../types.js";
 import { daskConfigEnv, daskConfigMount, daskConfigVolume } from "./daskconfig.js";
 import { jobNames, recommendedLabels, selectorLabels, type WorkspaceNames } from "./labels.js";
@@ -40,7 +41,7 @@ export function studyFileName(studyPath: string): string {
   return `study${CONFIGMAP_KEY.test(ext) ? ext : ".yaml"}`;
 }
 
-/** The runner command for one job, per the runner contract in ARCHITECTURE.md. */
+/** The runner command for one job, per the runner contract (docs/runner.md). */
 export function runnerCommand(
   job: JobConfig,
   opts: { schedulerAddress: string; studyFile: string; summaryPath: string },
@@ -70,10 +71,11 @@ export function runnerCommand(
 }
 
 /**
- * A writable mount for a results URI that is a local absolute path outside the scratch dir (the
- * root filesystem is read-only). Such results live only as long as the pod: durable results on a
- * cluster need `az://...`. URIs with a scheme, relative paths (the working directory is the
- * scratch dir) and paths under it need nothing.
+ * With `runner.ephemeral: true` only: a writable emptyDir mount for a results URI that is a local
+ * absolute path outside the scratch dir (the root filesystem is read-only). Such results live only
+ * as long as the pod. URIs with a scheme, relative paths (the working directory is the scratch
+ * dir) and paths under it need nothing. Without `ephemeral`, local results are on the results
+ * volume (`resultsClaim`).
  */
 export function localResultsMountPath(results: string): string | undefined {
   if (/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(results) || !results.startsWith("/")) {
@@ -157,12 +159,58 @@ export function runnerRoleBinding(ctx: RunnerContext): k8s.types.input.rbac.v1.R
   };
 }
 
-/** The study file, shipped to the runner as a ConfigMap (the runner image knows no studies). */
+/** Where secrets named by `runner.resultsSecret` are mounted (files, e.g. a key file). */
+export const RESULTS_SECRET_DIR = "/var/run/secrets/dask-workspace/results";
+
+/** The ConfigMap key of bundle file `i` (in sorted order): `f0000`, `f0001`, ... */
+export function bundleKey(i: number): string {
+  return `f${String(i).padStart(4, "0")}`;
+}
+
+/**
+ * The study in the runner pod: the ConfigMap's contents and the volume's `items`, which lay the
+ * bundle out as the study folder under `STUDY_DIR`, and the study file's path there. Without a
+ * bundle (or when the bundle leaves the study file out), the study file travels in `data`.
+ */
+export function studyLayout(job: JobConfig): {
+  data?: Record<string, string>;
+  binaryData?: Record<string, string>;
+  items?: Array<{ key: string; path: string }>;
+  studyFile: string;
+} {
+  const bundle = job.bundle;
+  if (bundle === undefined) {
+    const file = studyFileName(job.studyPath);
+    return { data: { [file]: job.studyText }, studyFile: `${STUDY_DIR}/${file}` };
+  }
+  const base = posix.basename(job.studyPath.replaceAll("\\", "/"));
+  const binaryData: Record<string, string> = {};
+  const items = bundle.files.map((f, i) => {
+    binaryData[bundleKey(i)] = f.base64;
+    return { key: bundleKey(i), path: f.path };
+  });
+  if (bundle.files.some((f) => f.path === base)) {
+    return { binaryData, items, studyFile: `${STUDY_DIR}/${base}` };
+  }
+  const key = studyFileName(job.studyPath);
+  return {
+    data: { [key]: job.studyText },
+    binaryData,
+    items: [...items, { key, path: key }],
+    studyFile: `${STUDY_DIR}/${key}`,
+  };
+}
+
+/**
+ * The study bundle (study file and its folder), shipped to the runner as a ConfigMap: the runner
+ * image knows no studies. `bundleSizeProblem` has already refused a bundle too large for one.
+ */
 export function studyConfigMap(
   ctx: RunnerContext,
   job: JobConfig,
 ): k8s.types.input.core.v1.ConfigMap {
   const { cfg, instance } = ctx;
+  const layout = studyLayout(job);
   return {
     apiVersion: "v1",
     kind: "ConfigMap",
@@ -171,18 +219,80 @@ export function studyConfigMap(
       namespace: cfg.namespace,
       labels: { ...recommendedLabels(instance, "runner", cfg.images.runner), ...jobLabel(job) },
     },
-    data: { [studyFileName(job.studyPath)]: job.studyText },
+    ...(layout.data !== undefined ? { data: layout.data } : {}),
+    ...(layout.binaryData !== undefined ? { binaryData: layout.binaryData } : {}),
   };
 }
 
+/** Whether any runner Job keeps its results on the results volume (then the claim is created). */
+export function needsResultsVolume(cfg: WorkspaceConfig): boolean {
+  return !cfg.runner.ephemeral && cfg.jobs.some((j) => resultsKind(j.results).kind === "volume");
+}
+
 /**
- * A pod-template annotation that changes with the study text. The Job only names the study's
- * ConfigMap, so without it an edited study would update the ConfigMap and never run: with it, the
- * Job's (immutable) template changes and `pulumi up` replaces the Job, which runs the new study.
+ * The results PersistentVolumeClaim: mounted at `/results` in every runner Job, so results outlive
+ * the pod and a re-run resumes. `index.ts` gives it (and the namespace) Pulumi's `retainOnDelete`
+ * when `runner.resultsVolume.retainOnDelete`, so removing a job or the workspace keeps them.
+ */
+export function resultsClaim(ctx: RunnerContext): k8s.types.input.core.v1.PersistentVolumeClaim {
+  const { cfg, instance, names } = ctx;
+  const v = cfg.runner.resultsVolume;
+  return {
+    apiVersion: "v1",
+    kind: "PersistentVolumeClaim",
+    metadata: {
+      name: names.results,
+      namespace: cfg.namespace,
+      labels: recommendedLabels(instance, "results", cfg.images.runner),
+      // Pulumi would otherwise wait for the claim to be Bound, which a WaitForFirstConsumer
+      // StorageClass (kind, AKS) only does once a runner pod uses it: the Jobs depend on it.
+      annotations: { "pulumi.com/skipAwait": "true" },
+    },
+    spec: {
+      accessModes: [v.accessMode],
+      resources: { requests: { storage: v.size.quantity } },
+      ...(v.storageClass !== undefined ? { storageClassName: v.storageClass } : {}),
+    },
+  };
+}
+
+/** The results volume and mount of one runner Job, per where its results go. */
+function resultsStorage(
+  ctx: RunnerContext,
+  job: JobConfig,
+): { volumes: k8s.types.input.core.v1.Volume[]; mounts: k8s.types.input.core.v1.VolumeMount[] } {
+  const { cfg } = ctx;
+  const volumes: k8s.types.input.core.v1.Volume[] = [];
+  const mounts: k8s.types.input.core.v1.VolumeMount[] = [];
+  if (needsResultsVolume(cfg)) {
+    // Every Job mounts the claim, so `kubectl cp` from any runner pod reaches every job's results.
+    volumes.push({ name: "results", persistentVolumeClaim: { claimName: ctx.names.results } });
+    mounts.push({ name: "results", mountPath: RESULTS_DIR });
+  } else {
+    // runner.ephemeral: validation warned that these results die with the pod.
+    const local = localResultsMountPath(job.results);
+    if (local !== undefined) {
+      volumes.push({ name: "results", emptyDir: {} });
+      mounts.push({ name: "results", mountPath: local });
+    }
+  }
+  if (cfg.runner.resultsSecret !== undefined) {
+    volumes.push({ name: "results-secret", secret: { secretName: cfg.runner.resultsSecret } });
+    mounts.push({ name: "results-secret", mountPath: RESULTS_SECRET_DIR, readOnly: true });
+  }
+  return { volumes, mounts };
+}
+
+/**
+ * Pod-template annotations that change with the study text and with the bundle (the study's
+ * code). The Job only names the study's ConfigMap, so without them an edited study or model would
+ * update the ConfigMap and never run: with them, the Job's (immutable) template changes and
+ * `pulumi up` replaces the Job, which runs the new code.
  */
 export function studyChecksum(job: JobConfig): Record<string, string> {
   return {
     "dask-workspace/study-sha256": createHash("sha256").update(job.studyText).digest("hex"),
+    ...(job.bundle !== undefined ? { "dask-workspace/bundle-sha256": job.bundle.hash } : {}),
   };
 }
 
@@ -198,14 +308,14 @@ function jobLabel(job: JobConfig): Record<string, string> {
 export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.batch.v1.Job {
   const { cfg, instance } = ctx;
   const names = jobNames(instance, job.name);
-  const file = studyFileName(job.studyPath);
+  const layout = studyLayout(job);
+  const storage = resultsStorage(ctx, job);
   const podLabels = {
     ...recommendedLabels(instance, "runner", cfg.images.runner),
     ...jobLabel(job),
     ...(ctx.jobPodLabels ?? {}),
   };
   const resources = { cpu: cfg.runner.cpu, memory: cfg.runner.memory.quantity };
-  const resultsMount = localResultsMountPath(job.results);
   return {
     apiVersion: "batch/v1",
     kind: "Job",
@@ -236,7 +346,7 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
               workingDir: SCRATCH_DIR,
               command: runnerCommand(job, {
                 schedulerAddress: ctx.schedulerAddress,
-                studyFile: `${STUDY_DIR}/${file}`,
+                studyFile: layout.studyFile,
                 summaryPath: SUMMARY_PATH,
               }),
               env: [
@@ -252,23 +362,32 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
                 },
                 ...Object.entries(ctx.env ?? {}).map(([name, value]) => ({ name, value })),
               ],
+              // Object store credentials: every key of the Secret as a variable (AWS_ACCESS_KEY_ID,
+              // AZURE_STORAGE_CONNECTION_STRING, ...); files stay readable under RESULTS_SECRET_DIR.
+              ...(cfg.runner.resultsSecret !== undefined
+                ? { envFrom: [{ secretRef: { name: cfg.runner.resultsSecret } }] }
+                : {}),
               resources: { requests: resources, limits: resources },
               securityContext: restrictedContainerSecurityContext(),
               volumeMounts: [
                 daskConfigMount(),
                 scratchVolumeMount(),
                 { name: "study", mountPath: STUDY_DIR, readOnly: true },
-                ...(resultsMount === undefined
-                  ? []
-                  : [{ name: "results", mountPath: resultsMount }]),
+                ...storage.mounts,
               ],
             },
           ],
           volumes: [
             daskConfigVolume(ctx.names.daskConfig),
             scratchVolume(),
-            { name: "study", configMap: { name: names.study } },
-            ...(resultsMount === undefined ? [] : [{ name: "results", emptyDir: {} }]),
+            {
+              name: "study",
+              configMap: {
+                name: names.study,
+                ...(layout.items !== undefined ? { items: layout.items } : {}),
+              },
+            },
+            ...storage.volumes,
           ],
         },
       },

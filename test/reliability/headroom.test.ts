@@ -1,6 +1,6 @@
 /**
  * A stack whose worker processes' memory limits add up to the whole pod (no headroom for the nanny
- * host process) is refused by `npm run local` before anything starts (BACKGROUND.md failure 1).
+ * host process) is refused by `npm run local` before anything starts (docs/why.md, failure 1).
  */
 import * as path from "node:path";
 import { expect, it } from "vitest";

@@ -1,6 +1,6 @@
 """A model that leaks memory on purpose: the reliability tests' stand-in for a real simulation
 whose worker process grows with every task (CPython/glibc fragmentation, caches, C extensions;
-BACKGROUND.md failure mode 4).
+docs/why.md, failure 4).
 
 Every call keeps ``leak_mib`` MiB in a module-level list that is never freed, so the worker's
 *unmanaged* memory grows by that much per task until the worker is recycled. The bytes are written,

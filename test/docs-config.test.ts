@@ -1,5 +1,5 @@
 /**
- * The README's stack-config reference must name every key the schema accepts, so a key added to
+ * The stack-config reference (docs/configuration.md) must name every key the schema accepts, so a key added to
  * infra/config.ts cannot ship undocumented. Walks the real zod schema (through its default,
  * optional and union wrappers) and looks for each dotted key path in a reference table row.
  */
@@ -38,7 +38,7 @@ function keyPaths(schema: AnySchema, prefix: string): string[] {
   return [prefix];
 }
 
-/** The first-column keys of the README's reference tables, e.g. `workers.nprocs`. */
+/** The first-column keys of the reference tables, e.g. `workers.nprocs`. */
 function documentedKeys(readme: string): Set<string> {
   const keys = new Set<string>();
   for (const line of readme.split("\n")) {
@@ -59,8 +59,8 @@ function documentedKeys(readme: string): Set<string> {
   return keys;
 }
 
-describe("README stack-config reference", () => {
-  const readme = readFileSync(join(PROJECT_ROOT, "README.md"), "utf8");
+describe("docs/configuration.md: the stack-config reference", () => {
+  const readme = readFileSync(join(PROJECT_ROOT, "docs", "configuration.md"), "utf8");
   const paths = keyPaths(StackConfigSchema as unknown as AnySchema, "");
 
   it("walks the real schema", () => {
