@@ -5,9 +5,10 @@
  */
 import { storagePublicNetworkAccess } from "../config-azure-security.js";
 import type { AzureConfig } from "../types.js";
+import { SYSTEM_POOL_TAINT, formatTaint } from "./placement.js";
 
-/** The taint that keeps everything but critical add-ons (and pods that tolerate it) off a pool. */
-export const CRITICAL_ADDONS_ONLY_TAINT = "CriticalAddonsOnly=true:NoSchedule";
+/** The system pool's taint in AKS's `nodeTaints` syntax: `CriticalAddonsOnly=true:NoSchedule`. */
+export const CRITICAL_ADDONS_ONLY_TAINT = formatTaint(SYSTEM_POOL_TAINT);
 
 /** Name AKS requires for the cluster auto-upgrade schedule. */
 export const AUTO_UPGRADE_SCHEDULE = "aksManagedAutoUpgradeSchedule";
