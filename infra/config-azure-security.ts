@@ -98,14 +98,20 @@ export const AzureSecurityShape = {
        * Default true. false keeps certificate-based local accounts (a warning says so).
        */
       enabled: z.boolean().default(true),
-      /** Azure RBAC for Kubernetes authorization (roles assigned in Azure). Default true. */
-      azureRbac: z.boolean().default(true),
+      /** Azure RBAC for Kubernetes authorization (roles assigned in Azure). Default: `enabled`. */
+      azureRbac: z.boolean().optional(),
       /**
        * Give whoever runs `pulumi up` the "Azure Kubernetes Service RBAC Cluster Admin" role on
        * the cluster, so the program can deploy the workspace. Default: true unless
        * `adminGroupObjectIds` is set (then those groups get the role instead).
        */
       deployerIsAdmin: z.boolean().optional(),
+      /**
+       * What the deployer is in Entra ID: `User` (`az login` as yourself) or `ServicePrincipal`
+       * (CI with a service principal or managed identity). ARM refuses a role assignment whose
+       * type does not match. Default `User`.
+       */
+      deployerPrincipalType: z.enum(["User", "ServicePrincipal"]).default("User"),
     })
     .prefault({}),
   /** Who may reach the Kubernetes API server. */

@@ -70,7 +70,7 @@ beforeAll(async () => {
     // Entra ID switched off: local accounts, no Azure RBAC, no admin role assignments.
     open = new AksCluster("open", {
       azure: azureConfig({
-        azure: { entraId: { enabled: false, azureRbac: false } },
+        azure: { entraId: { enabled: false, deployerPrincipalType: "User" } },
       }).azure!,
       namespace: "dask",
       runnerServiceAccountName: "dask-runner",

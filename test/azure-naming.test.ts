@@ -58,8 +58,8 @@ describe("names and access", () => {
     );
   });
 
-  const on = { enabled: true, azureRbac: true };
-  const off = { enabled: false, azureRbac: false };
+  const on = { enabled: true, deployerPrincipalType: "User" as const };
+  const off = { enabled: false, deployerPrincipalType: "User" as const };
   it.each([
     // Entra ID is on by default, and with it local accounts are off.
     [{ entraId: on }, { entraId: true, disableLocalAccounts: true }],

@@ -318,9 +318,10 @@ export class AksCluster extends pulumi.ComponentResource {
         new RoleAssignment(
           `${name}-deployer-admin`,
           {
-            // Whoever runs `pulumi up`: a user, or a service principal in CI. No principalType,
-            // so ARM looks the principal up (it exists already, unlike a new identity).
+            // Whoever runs `pulumi up`: a user, or a service principal in CI (ARM checks the
+            // type, and azure-native would otherwise send "User").
             principalId: client.objectId,
+            principalType: azure.entraId.deployerPrincipalType,
             roleDefinitionId: subscriptionRole(AKS_RBAC_CLUSTER_ADMIN_ROLE_ID),
             scope: this.cluster.id,
           },

@@ -34,7 +34,7 @@ export function clusterAccess(
 ): ClusterAccess {
   const entraId = azure.entraId.enabled;
   const adminGroups = entraId ? [...(azure.adminGroupObjectIds ?? [])] : [];
-  const azureRbac = entraId && azure.entraId.azureRbac;
+  const azureRbac = entraId && (azure.entraId.azureRbac ?? true);
   return {
     entraId,
     azureRbac,
