@@ -191,6 +191,7 @@ describe("other azure stacks, through the render CLI", () => {
     expect(aks["aadProfile"]).toMatchObject({ managed: true });
     expect(aks["kubernetesVersion"]).toBe("1.33");
     expect(aks["apiServerAccessProfile"]).toEqual({
+      enablePrivateCluster: false,
       authorizedIPRanges: ["203.0.113.0/24", "198.51.100.7"],
     });
     // With admin groups, the groups (not the deployer) get the cluster admin role.

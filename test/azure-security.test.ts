@@ -304,7 +304,10 @@ describe("pure decisions", () => {
   });
 
   it("exposes the API server as configured", () => {
-    expect(apiServerAccessProfile(base)).toBeUndefined();
+    expect(apiServerAccessProfile(base)).toEqual({
+      enablePrivateCluster: false,
+      authorizedIPRanges: [],
+    });
     expect(apiServerAccessProfile(with_({ apiServer: { privateCluster: true } }))).toEqual({
       enablePrivateCluster: true,
     });
@@ -312,7 +315,7 @@ describe("pure decisions", () => {
       apiServerAccessProfile(
         with_({ apiServer: { privateCluster: false, authorizedIpRanges: ["203.0.113.0/24"] } }),
       ),
-    ).toEqual({ authorizedIPRanges: ["203.0.113.0/24"] });
+    ).toEqual({ enablePrivateCluster: false, authorizedIPRanges: ["203.0.113.0/24"] });
   });
 
   it("builds the maintenance window and a schedule per channel that is on", () => {
@@ -521,11 +524,14 @@ describe("API server, upgrades and maintenance window", () => {
       enablePrivateCluster: true,
     });
     expect(get("containerservice:ManagedCluster", "bare-aks")["apiServerAccessProfile"]).toEqual({
+      enablePrivateCluster: false,
       authorizedIPRanges: ["198.51.100.0/24"],
     });
-    expect(
-      get("containerservice:ManagedCluster", "base-aks")["apiServerAccessProfile"],
-    ).toBeUndefined();
+    // Open, and saying so: an empty list clears ranges a previous config had set.
+    expect(get("containerservice:ManagedCluster", "base-aks")["apiServerAccessProfile"]).toEqual({
+      enablePrivateCluster: false,
+      authorizedIPRanges: [],
+    });
   });
 
   it("sets the upgrade channels", () => {

@@ -200,7 +200,7 @@ export class AksCluster extends pulumi.ComponentResource {
         enableRBAC: true,
         ...(aad !== undefined ? { aadProfile: aad } : {}),
         disableLocalAccounts: access.disableLocalAccounts,
-        ...(apiServer !== undefined ? { apiServerAccessProfile: apiServer } : {}),
+        apiServerAccessProfile: apiServer,
         autoUpgradeProfile: autoUpgradeProfile(azure),
         // Only the system pool is inline: AKS rejects adding pools through the cluster resource,
         // so the worker pool is its own AgentPool and can change without touching the cluster.

@@ -58,14 +58,17 @@ export function aadProfile(
   };
 }
 
-/** `apiServerAccessProfile`, or undefined when the API server stays public and unrestricted. */
-export function apiServerAccessProfile(
-  azure: Pick<AzureConfig, "apiServer">,
-): { authorizedIPRanges?: string[]; enablePrivateCluster?: boolean } | undefined {
+/**
+ * `apiServerAccessProfile`, always stated: a public endpoint carries its authorized ranges (an
+ * empty list when open, so that removing the key from config really removes the ranges).
+ */
+export function apiServerAccessProfile(azure: Pick<AzureConfig, "apiServer">): {
+  enablePrivateCluster: boolean;
+  authorizedIPRanges?: string[];
+} {
   const { authorizedIpRanges, privateCluster } = azure.apiServer;
   if (privateCluster) return { enablePrivateCluster: true };
-  if (authorizedIpRanges !== undefined) return { authorizedIPRanges: [...authorizedIpRanges] };
-  return undefined;
+  return { enablePrivateCluster: false, authorizedIPRanges: [...(authorizedIpRanges ?? [])] };
 }
 
 /** `autoUpgradeProfile` of the ManagedCluster. */
