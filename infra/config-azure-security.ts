@@ -362,6 +362,16 @@ export function azureSecurityChecks(azure: {
       "azure.apiServer.authorizedIpRanges: a /0 range allows every address, which is the same as no restriction",
     );
   }
+  if (azure.apiServer.privateCluster) {
+    warnings.push(
+      'azure.apiServer.privateCluster: the API server resolves only inside the cluster\'s virtual network, so run pulumi up and kubectl from a machine connected to it (docs/azure.md, "API server exposure")',
+    );
+  }
+  if (!azure.storage.versioning && azure.storage.versionRetentionDays !== undefined) {
+    warnings.push(
+      "azure.storage.versionRetentionDays: ignored because azure.storage.versioning is false",
+    );
+  }
   if (!azure.entraId.enabled) {
     warnings.push(
       "azure.entraId.enabled: false keeps AKS local accounts: anyone holding the admin kubeconfig is cluster-admin, with no per-user sign-in or audit identity",

@@ -91,17 +91,28 @@ describe("config: secure defaults", () => {
   });
 
   it("warns when the API server is open to the internet, and not when it is limited", () => {
-    const open = accepted({}).warnings.filter((w) => w.startsWith("azure.apiServer"));
+    const open = accepted({}).warnings.filter((w) => w.startsWith("azure.apiServer:"));
     expect(open).toEqual([
       "azure.apiServer: the Kubernetes API server is reachable from the whole internet (Entra ID still guards it); set azure.apiServer.authorizedIpRanges to your addresses or azure.apiServer.privateCluster: true",
     ]);
     for (const apiServer of [{ authorizedIpRanges: ["203.0.113.7"] }, { privateCluster: true }]) {
       expect(
-        accepted({ apiServer }).warnings.filter((w) => w.startsWith("azure.apiServer")),
+        accepted({ apiServer }).warnings.filter((w) => w.startsWith("azure.apiServer:")),
       ).toEqual([]);
     }
     expect(accepted({ apiServer: { authorizedIpRanges: ["0.0.0.0/0"] } }).warnings).toContain(
       "azure.apiServer.authorizedIpRanges: a /0 range allows every address, which is the same as no restriction",
+    );
+  });
+
+  it("warns that a private cluster is deployed from inside its network, and about dead keys", () => {
+    expect(accepted({ apiServer: { privateCluster: true } }).warnings).toContain(
+      'azure.apiServer.privateCluster: the API server resolves only inside the cluster\'s virtual network, so run pulumi up and kubectl from a machine connected to it (docs/azure.md, "API server exposure")',
+    );
+    expect(
+      accepted({ storage: { versioning: false, versionRetentionDays: 3 } }).warnings,
+    ).toContain(
+      "azure.storage.versionRetentionDays: ignored because azure.storage.versioning is false",
     );
   });
 
