@@ -15,6 +15,11 @@ import { closest, distance } from "fastest-levenshtein";
 import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { azureFitProblems } from "./azure/vm-sizes.js";
+import {
+  AzureSecurityShape,
+  azureSecurityChecks,
+  azureSecurityIssues,
+} from "./config-azure-security.js";
 import { misspeltNamespaceProblems, resultsProblems, resultsUriProblem } from "./config-results.js";
 import { ConfigError, formatProblems, type Problem } from "./errors.js";
 import {
@@ -499,19 +504,14 @@ const AzureSchema = z
       )
       .min(1)
       .optional(),
-    /** Disable AKS local accounts. Default: true when adminGroupObjectIds is set, else false. */
+    /** Disable AKS local accounts. Default: true with Entra ID (azure.entraId.enabled). */
     disableLocalAccounts: z.boolean().optional(),
+    // Entra ID, API server, upgrades, monitoring, storage: config-azure-security.ts.
+    ...AzureSecurityShape,
   })
   .superRefine(
     (a, ctx) => {
-      if (a.disableLocalAccounts === true && a.adminGroupObjectIds === undefined) {
-        ctx.addIssue({
-          code: "custom",
-          path: ["disableLocalAccounts"],
-          message:
-            "true needs azure.adminGroupObjectIds: without Entra ID admins AKS refuses to disable local accounts; add your admin group's object id or remove the key",
-        });
-      }
+      for (const issue of azureSecurityIssues(a)) ctx.addIssue({ code: "custom", ...issue });
       const p = a.workerPool as { minCount?: unknown; maxCount?: unknown } | undefined;
       if (typeof p?.minCount === "number" && typeof p.maxCount === "number") {
         if (p.minCount > p.maxCount) {
@@ -947,8 +947,7 @@ export function parseWorkspaceConfig(
       ? {
           azure: {
             ...c.azure,
-            disableLocalAccounts:
-              c.azure.disableLocalAccounts ?? c.azure.adminGroupObjectIds !== undefined,
+            disableLocalAccounts: c.azure.disableLocalAccounts ?? c.azure.entraId.enabled,
           },
         }
       : {}),
@@ -957,6 +956,11 @@ export function parseWorkspaceConfig(
   // Azure: does the worker pod fit the worker VM's allocatable memory and CPU?
   // (infra/azure/vm-sizes.ts, owned by the azure helper; it returns nothing for other targets.)
   const fit = azureFitProblems(config);
+  if (config.azure !== undefined) {
+    const security = azureSecurityChecks(config.azure);
+    fit.problems.push(...security.problems);
+    fit.warnings.push(...security.warnings);
+  }
   warnings.push(...fit.warnings);
   if (fit.problems.length > 0) return { ok: false, problems: fit.problems, warnings };
 

@@ -8,6 +8,8 @@
  * kept beside it where a manifest needs to show it.
  */
 
+import type { AzureSecurityConfig } from "./config-azure-security.js";
+
 /** Bytes, as an exact integer. */
 export type Bytes = number;
 
@@ -182,7 +184,8 @@ export interface AzureWorkerPoolConfig {
   spot: boolean;
 }
 
-export interface AzureConfig {
+/** Plus the security baseline keys (Entra ID, API server, upgrades, monitoring, storage). */
+export interface AzureConfig extends AzureSecurityConfig {
   location: string;
   /** Use an existing resource group by this name; create one when absent. */
   resourceGroupName?: string;
@@ -191,13 +194,13 @@ export interface AzureConfig {
   workerPool: AzureWorkerPoolConfig;
   registrySku: "Basic" | "Standard" | "Premium";
   /**
-   * Microsoft Entra ID group object ids whose members become cluster admins. Setting any turns on
-   * AKS-managed Entra ID integration; without it the cluster keeps local accounts.
+   * Microsoft Entra ID group object ids whose members become cluster admins (Kubernetes
+   * cluster-admin and the "Azure Kubernetes Service RBAC Cluster Admin" role).
    */
   adminGroupObjectIds?: string[];
   /**
-   * Disable AKS local accounts (static admin credentials). Default: true when
-   * `adminGroupObjectIds` is set, false otherwise (AKS refuses it without Entra ID integration).
+   * Disable AKS local accounts (static admin credentials). Default: true with Entra ID
+   * (`entraId.enabled`, on by default); AKS refuses it without Entra ID integration.
    */
   disableLocalAccounts?: boolean;
 }

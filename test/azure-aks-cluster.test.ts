@@ -30,6 +30,7 @@ const BLOB_CONTRIBUTOR = `/subscriptions/${MOCK_SUBSCRIPTION_ID}/providers/Micro
 let recorded: RecordedResource[];
 let plain: AksClusterType;
 let hardened: AksClusterType;
+let open: AksClusterType;
 
 beforeAll(async () => {
   // The project's real name; a call the mocks do not know fails the run.
@@ -42,7 +43,7 @@ beforeAll(async () => {
   });
   const { AksCluster } = await import("../infra/azure/aks-cluster.js");
   const built = await recordDuring(recording, () => {
-    // The dev stack's shape: a new resource group, regular VMs, no Entra ID.
+    // The dev stack's shape: a new resource group, regular VMs, every security default.
     plain = new AksCluster("dask", {
       azure: azureConfig().azure!,
       namespace: "dask",
@@ -65,6 +66,14 @@ beforeAll(async () => {
       resultsContainerName: "calibration",
       resultsPrefix: "/2026/",
       networkPolicy: "calico",
+    });
+    // Entra ID switched off: local accounts, no Azure RBAC, no admin role assignments.
+    open = new AksCluster("open", {
+      azure: azureConfig({
+        azure: { entraId: { enabled: false, deployerPrincipalType: "User" } },
+      }).azure!,
+      namespace: "dask",
+      runnerServiceAccountName: "dask-runner",
     });
   });
   recorded = built.resources;
@@ -94,6 +103,14 @@ describe("resource names and types (renaming one replaces live infrastructure)",
         "azure-native:managedidentity:FederatedIdentityCredential dask-runner-federation",
         "azure-native:authorization:RoleAssignment dask-results-writer",
         "pulumi:providers:kubernetes dask-k8s",
+        // The security baseline's defaults (test/azure-security.test.ts checks their inputs).
+        "azure-native:containerservice:MaintenanceConfiguration dask-upgrade-window",
+        "azure-native:containerservice:MaintenanceConfiguration dask-node-os-window",
+        "azure-native:authorization:RoleAssignment dask-deployer-admin",
+        "azure-native:operationalinsights:Workspace dask-logs",
+        "azure-native:monitor:DiagnosticSetting dask-audit",
+        "azure-native:storage:BlobServiceProperties dask-blob-service",
+        "azure-native:storage:ManagementPolicy dask-blob-lifecycle",
       ].sort(),
     );
   });
@@ -119,7 +136,9 @@ describe("AKS cluster", () => {
   it("enables the OIDC issuer and workload identity", () => {
     for (const n of ["dask", "prod"]) {
       expect(cluster(n).inputs["oidcIssuerProfile"]).toEqual({ enabled: true });
-      expect(cluster(n).inputs["securityProfile"]).toEqual({ workloadIdentity: { enabled: true } });
+      expect(cluster(n).inputs["securityProfile"]).toMatchObject({
+        workloadIdentity: { enabled: true },
+      });
     }
   });
 
@@ -141,15 +160,17 @@ describe("AKS cluster", () => {
     expect(cluster("dask").inputs["enableRBAC"]).toBe(true);
   });
 
-  it("keeps local accounts without Entra ID, and disables them with Entra ID admins", () => {
-    expect(cluster("dask").inputs["disableLocalAccounts"]).toBe(false);
-    expect(cluster("dask").inputs["aadProfile"]).toBeUndefined();
+  it("uses Entra ID with Azure RBAC and no local accounts by default, keeps them without", () => {
+    expect(cluster("dask").inputs["disableLocalAccounts"]).toBe(true);
+    expect(cluster("dask").inputs["aadProfile"]).toEqual({ managed: true, enableAzureRBAC: true });
     expect(cluster("prod").inputs["disableLocalAccounts"]).toBe(true);
     expect(cluster("prod").inputs["aadProfile"]).toEqual({
       managed: true,
-      enableAzureRBAC: false,
+      enableAzureRBAC: true,
       adminGroupObjectIDs: ["3f0e1c2a-0000-4000-8000-000000000001"],
     });
+    expect(cluster("open").inputs["disableLocalAccounts"]).toBe(false);
+    expect(cluster("open").inputs["aadProfile"]).toBeUndefined();
   });
 
   it("has only the system pool inline", () => {
@@ -162,6 +183,8 @@ describe("AKS cluster", () => {
         maxPods: 110,
         osType: "Linux",
         type: "VirtualMachineScaleSets",
+        nodeTaints: ["CriticalAddonsOnly=true:NoSchedule"],
+        enableEncryptionAtHost: false,
       },
     ]);
     expect(cluster("prod").inputs["kubernetesVersion"]).toBe("1.33");
@@ -297,11 +320,13 @@ describe("outputs and the Kubernetes provider", () => {
         .map((c) => c.inputs)
         .sort((a, b) => String(a["resourceName"]).localeCompare(String(b["resourceName"]))),
     ).toEqual([
-      { resourceGroupName: "dask-rg", resourceName: "dask-aks" },
+      { resourceGroupName: "dask-rg", resourceName: "dask-aks", format: "exec" },
+      { resourceGroupName: "open-rg", resourceName: "open-aks" },
       { resourceGroupName: "shared-rg", resourceName: "prod-aks", format: "exec" },
     ]);
-    const kc = parse(await unwrap(plain.kubeconfig));
-    expect(kc.clusters[0].cluster.server).toBe("https://dask-aks.hcp.westeurope.azmk8s.io:443");
+    const kc = parse(await unwrap(open.kubeconfig));
+    expect(kc.clusters[0].cluster.server).toBe("https://open-aks.hcp.westeurope.azmk8s.io:443");
+    expect(kc.users[0].user["client-certificate-data"]).toBeDefined();
     // Entra ID: kubelogin with the Azure CLI login, never an interactive device code.
     const exec = parse(await unwrap(hardened.kubeconfig)).users[0].user.exec;
     expect(exec.args.slice(-2)).toEqual(["--login", "azurecli"]);

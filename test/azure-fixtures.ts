@@ -2,6 +2,7 @@
  * A validated `target: azure` WorkspaceConfig for the Azure tests, built by hand so the pure
  * Azure functions can be tested without the config parser.
  */
+import { defaultAzureSecurity } from "../infra/config-azure-security.js";
 import type { AzureConfig, WorkspaceConfig } from "../infra/types.js";
 
 const Gi = 1024 ** 3;
@@ -40,6 +41,7 @@ export function azureConfig(o: FixtureOverrides = {}): WorkspaceConfig {
     location: "westeurope",
     systemPool: { vmSize: "Standard_D2s_v5", count: 1 },
     registrySku: "Basic",
+    ...defaultAzureSecurity(),
     ...o.azure,
     workerPool: {
       vmSize: "Standard_D4s_v5",

@@ -58,15 +58,25 @@ describe("names and access", () => {
     );
   });
 
+  const on = { enabled: true, deployerPrincipalType: "User" as const };
+  const off = { enabled: false, deployerPrincipalType: "User" as const };
   it.each([
-    [{}, { entraId: false, disableLocalAccounts: false }],
-    [{ disableLocalAccounts: false }, { entraId: false, disableLocalAccounts: false }],
-    [{ adminGroupObjectIds: ["g"] }, { entraId: true, disableLocalAccounts: true }],
+    // Entra ID is on by default, and with it local accounts are off.
+    [{ entraId: on }, { entraId: true, disableLocalAccounts: true }],
     [
-      { adminGroupObjectIds: ["g"], disableLocalAccounts: false },
+      { entraId: on, disableLocalAccounts: false },
       { entraId: true, disableLocalAccounts: false },
     ],
-    [{ adminGroupObjectIds: [] }, { entraId: false, disableLocalAccounts: false }],
+    [
+      { entraId: on, adminGroupObjectIds: ["g"] },
+      { entraId: true, disableLocalAccounts: true },
+    ],
+    [{ entraId: off }, { entraId: false, disableLocalAccounts: false }],
+    // AKS refuses to disable local accounts without Entra ID (config.ts reports an explicit true).
+    [
+      { entraId: off, disableLocalAccounts: true },
+      { entraId: false, disableLocalAccounts: false },
+    ],
   ])("access settings for %j", (azure, expected) => {
     expect(accessSettings(azure)).toEqual(expected);
   });

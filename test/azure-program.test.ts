@@ -70,6 +70,15 @@ describe("the dev stack (Pulumi.dev.yaml), evaluated in-process", () => {
         "azure-native:resources:ResourceGroup dask-rg",
         "azure-native:storage:BlobContainer dask-results",
         "azure-native:storage:StorageAccount dasksa",
+        // The security baseline (docs/azure.md): upgrade windows, the deployer's admin role,
+        // audit logs to Log Analytics, blob soft delete and versioning with version expiry.
+        "azure-native:containerservice:MaintenanceConfiguration dask-upgrade-window",
+        "azure-native:containerservice:MaintenanceConfiguration dask-node-os-window",
+        "azure-native:authorization:RoleAssignment dask-deployer-admin",
+        "azure-native:operationalinsights:Workspace dask-logs",
+        "azure-native:monitor:DiagnosticSetting dask-audit",
+        "azure-native:storage:BlobServiceProperties dask-blob-service",
+        "azure-native:storage:ManagementPolicy dask-blob-lifecycle",
       ].sort(),
     );
     for (const r of azure.values()) {
@@ -81,7 +90,7 @@ describe("the dev stack (Pulumi.dev.yaml), evaluated in-process", () => {
     const azure = await azureFiles(out);
     const aks = azure.get("azure-native:containerservice:ManagedCluster dask-aks")!.inputs;
     expect(aks["oidcIssuerProfile"]).toEqual({ enabled: true });
-    expect(aks["securityProfile"]).toEqual({ workloadIdentity: { enabled: true } });
+    expect(aks["securityProfile"]).toMatchObject({ workloadIdentity: { enabled: true } });
     expect(aks["networkProfile"]["networkPolicy"]).toBe("cilium");
     expect(aks["location"]).toBe("westeurope");
     const pool = azure.get("azure-native:containerservice:AgentPool dask-workers")!.inputs;
@@ -117,7 +126,7 @@ describe("the dev stack (Pulumi.dev.yaml), evaluated in-process", () => {
     expect(runner.command).toContain("az://results/sir-grid");
   });
 
-  it("puts workers and jobs on the worker pool, and the scheduler elsewhere", async () => {
+  it("puts workers and jobs on the worker pool, and the scheduler on the system pool", async () => {
     const worker = await manifest(out, "apps-v1-Deployment-dask-dev-dask-worker.yaml");
     const job = await manifest(out, "batch-v1-Job-dask-dev-dask-job-sir-grid.yaml");
     for (const spec of [worker.spec.template.spec, job.spec.template.spec]) {
@@ -127,8 +136,13 @@ describe("the dev stack (Pulumi.dev.yaml), evaluated in-process", () => {
       ]);
     }
     const scheduler = await manifest(out, "apps-v1-Deployment-dask-dev-dask-scheduler.yaml");
-    expect(scheduler.spec.template.spec.nodeSelector).toBeUndefined();
-    expect(scheduler.spec.template.spec.tolerations).toBeUndefined();
+    // The system pool is tainted CriticalAddonsOnly; the scheduler is the one pod of ours there.
+    expect(scheduler.spec.template.spec.nodeSelector).toEqual({
+      "kubernetes.azure.com/mode": "system",
+    });
+    expect(scheduler.spec.template.spec.tolerations).toEqual([
+      { key: "CriticalAddonsOnly", operator: "Equal", value: "true", effect: "NoSchedule" },
+    ]);
   });
 
   it("pulls the images from the stack's registry", async () => {
@@ -159,6 +173,7 @@ describe("other azure stacks, through the render CLI", () => {
         kubernetesVersion: "1.33",
         workerPool: { vmSize: "Standard_E8s_v5", minCount: 0, maxCount: 10, spot: true },
         adminGroupObjectIds: ["3f0e1c2a-0000-4000-8000-000000000001"],
+        apiServer: { authorizedIpRanges: ["203.0.113.0/24", "198.51.100.7"] },
       },
       images: { dask: "ghcr.io/example/dask:2026.1", runner: "dask-workspace/runner:0.2.0" },
     });
@@ -175,6 +190,18 @@ describe("other azure stacks, through the render CLI", () => {
     expect(aks["disableLocalAccounts"]).toBe(true);
     expect(aks["aadProfile"]).toMatchObject({ managed: true });
     expect(aks["kubernetesVersion"]).toBe("1.33");
+    expect(aks["apiServerAccessProfile"]).toEqual({
+      enablePrivateCluster: false,
+      authorizedIPRanges: ["203.0.113.0/24", "198.51.100.7"],
+    });
+    // With admin groups, the groups (not the deployer) get the cluster admin role.
+    expect(azure.has("azure-native:authorization:RoleAssignment dask-deployer-admin")).toBe(false);
+    expect(
+      azure.get("azure-native:authorization:RoleAssignment dask-admin-group-0")!.inputs,
+    ).toMatchObject({
+      principalId: "3f0e1c2a-0000-4000-8000-000000000001",
+      principalType: "Group",
+    });
     const pool = azure.get("azure-native:containerservice:AgentPool dask-workers")!.inputs;
     expect(pool).toMatchObject({
       vmSize: "Standard_E8s_v5",

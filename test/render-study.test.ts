@@ -204,7 +204,8 @@ describe("target azure: the same bundle on AKS", () => {
   it("the Job's study volume lays out the bundle; results default to the blob container", async () => {
     const file = await stackFile("aks", {
       target: "azure",
-      azure: { location: "westeurope" },
+      // Authorized ranges: an open API server would print a warning (docs/azure.md).
+      azure: { location: "westeurope", apiServer: { authorizedIpRanges: ["203.0.113.7"] } },
       jobs: { trial: { study } },
     });
     const out = join(tmp, "out-aks");

@@ -3,12 +3,17 @@
  * object exists (docs/azure.md).
  *
  * - a resource group (or an existing one by name);
- * - AKS with a system pool and a separate autoscaling worker pool (optionally spot), the OIDC
- *   issuer and workload identity, a network policy engine, a managed identity, and local accounts
- *   disabled where Entra ID integration is configured;
+ * - AKS with a system pool (tainted for critical add-ons) and a separate autoscaling worker pool
+ *   (optionally spot), the OIDC issuer and workload identity, a network policy engine, a managed
+ *   identity, and the security baseline of `security.ts`: AKS-managed Entra ID with Azure RBAC
+ *   and no local accounts, the deployer (or the admin groups) as cluster admin, the API server
+ *   limited by config, automatic upgrades in a maintenance window, image cleaner, and the opt-in
+ *   add-ons (Defender, Azure Policy, Container Insights, managed Prometheus, encryption at host);
+ * - control-plane audit logs in a Log Analytics workspace (`monitoring.ts`);
  * - a container registry without an admin user; the kubelet identity may pull from it (AcrPull);
- * - a storage account (no public blob access, TLS 1.2+, HTTPS only, no shared keys) and a
- *   results container;
+ * - a storage account (no public blob access, TLS 1.2+, HTTPS only, no shared keys, soft delete
+ *   and versioning, network rules from config, optionally a private endpoint: `network.ts`) and
+ *   a results container;
  * - a user-assigned identity for the runner, federated to the runner's ServiceAccount and allowed
  *   to write blobs in the results container only;
  * - a Kubernetes provider built from the cluster's user credentials, kept secret.
@@ -25,22 +30,47 @@ import { RoleAssignment } from "@pulumi/azure-native/authorization/roleAssignmen
 import { Registry } from "@pulumi/azure-native/containerregistry/registry.js";
 import { AgentPool } from "@pulumi/azure-native/containerservice/agentPool.js";
 import { listManagedClusterUserCredentialsOutput } from "@pulumi/azure-native/containerservice/listManagedClusterUserCredentials.js";
+import { MaintenanceConfiguration } from "@pulumi/azure-native/containerservice/maintenanceConfiguration.js";
 import { ManagedCluster } from "@pulumi/azure-native/containerservice/managedCluster.js";
 import { FederatedIdentityCredential } from "@pulumi/azure-native/managedidentity/federatedIdentityCredential.js";
 import { UserAssignedIdentity } from "@pulumi/azure-native/managedidentity/userAssignedIdentity.js";
 import { ResourceGroup } from "@pulumi/azure-native/resources/resourceGroup.js";
 import { BlobContainer } from "@pulumi/azure-native/storage/blobContainer.js";
+import { BlobServiceProperties } from "@pulumi/azure-native/storage/blobServiceProperties.js";
+import { ManagementPolicy } from "@pulumi/azure-native/storage/managementPolicy.js";
 import { StorageAccount } from "@pulumi/azure-native/storage/storageAccount.js";
 import * as pulumi from "@pulumi/pulumi";
 import type { AzureConfig } from "../types.js";
 import { kubeconfigFromCredentials } from "./kubeconfig.js";
+import {
+  containerInsightsAddon,
+  newAuditDiagnostics,
+  newContainerInsights,
+  newLogAnalyticsWorkspace,
+  newManagedPrometheus,
+} from "./monitoring.js";
+import { newBlobPrivateEndpoint, newPrivateNetwork } from "./network.js";
 import { DEFAULT_RESULTS_CONTAINER, resultsUri } from "./results.js";
 import { WORKER_POOL_LABEL, formatTaint, workerPoolTaints } from "./placement.js";
 import {
   ACR_PULL_ROLE_ID,
+  AKS_RBAC_CLUSTER_ADMIN_ROLE_ID,
+  NETWORK_CONTRIBUTOR_ROLE_ID,
   STORAGE_BLOB_DATA_CONTRIBUTOR_ROLE_ID,
   roleDefinitionId,
 } from "./roles.js";
+import {
+  CRITICAL_ADDONS_ONLY_TAINT,
+  aadProfile,
+  apiServerAccessProfile,
+  autoUpgradeProfile,
+  clusterAccess,
+  maintenanceSchedules,
+  maintenanceWindow,
+  needsLogAnalytics,
+  storageNetwork,
+  versionRetentionDays,
+} from "./security.js";
 import { SYSTEM_POOL_MAX_PODS, WORKER_POOL_MAX_PODS } from "./vm-sizes.js";
 
 /** Network policy engines AKS offers (`networkProfile.networkPolicy`). */
@@ -94,15 +124,13 @@ export function compactName(name: string, max = 14): string {
 
 /** Whether Entra ID integration is on, and so whether local accounts may be disabled. */
 export function accessSettings(
-  azure: Pick<AzureConfig, "adminGroupObjectIds" | "disableLocalAccounts">,
+  azure: Pick<AzureConfig, "entraId" | "adminGroupObjectIds" | "disableLocalAccounts">,
 ): {
   entraId: boolean;
   disableLocalAccounts: boolean;
 } {
-  const entraId = (azure.adminGroupObjectIds ?? []).length > 0;
-  // AKS rejects disableLocalAccounts on a cluster without Entra ID integration; config validation
-  // reports an explicit `true` there, so here it can only follow the integration.
-  return { entraId, disableLocalAccounts: entraId && (azure.disableLocalAccounts ?? true) };
+  const access = clusterAccess(azure);
+  return { entraId: access.entraId, disableLocalAccounts: access.disableLocalAccounts };
 }
 
 export class AksCluster extends pulumi.ComponentResource {
@@ -136,8 +164,9 @@ export class AksCluster extends pulumi.ComponentResource {
     const location = azure.location;
     const containerName = args.resultsContainerName ?? DEFAULT_RESULTS_CONTAINER;
     const prefix = args.resultsPrefix ?? "";
-    const access = accessSettings(azure);
+    const access = clusterAccess(azure);
     const networkPolicy = args.networkPolicy ?? "cilium";
+    const placement = { location, tags };
 
     // An existing resource group is used by name only: it is not ours to adopt or delete.
     const resourceGroupName: pulumi.Output<string> =
@@ -145,6 +174,17 @@ export class AksCluster extends pulumi.ComponentResource {
         ? pulumi.output(azure.resourceGroupName)
         : new ResourceGroup(`${name}-rg`, { location, tags }, { parent: this }).name;
     this.resourceGroupName = resourceGroupName;
+    const at = { resourceGroupName, ...placement };
+
+    // The node pools join a network of our own only when the storage account needs a private
+    // endpoint in it; otherwise AKS manages the network.
+    const network = azure.storage.privateEndpoint ? newPrivateNetwork(name, at, this) : undefined;
+    const vnetSubnetID = network?.nodes.id;
+    const logs = needsLogAnalytics(azure)
+      ? newLogAnalyticsWorkspace(name, { ...at, monitoring: azure.monitoring }, this)
+      : undefined;
+    const apiServer = apiServerAccessProfile(azure);
+    const aad = aadProfile(access);
 
     this.cluster = new ManagedCluster(
       `${name}-aks`,
@@ -158,16 +198,10 @@ export class AksCluster extends pulumi.ComponentResource {
         // A system-assigned control-plane identity; AKS creates the kubelet identity beside it.
         identity: { type: "SystemAssigned" },
         enableRBAC: true,
-        ...(access.entraId
-          ? {
-              aadProfile: {
-                managed: true,
-                enableAzureRBAC: false,
-                adminGroupObjectIDs: azure.adminGroupObjectIds,
-              },
-            }
-          : {}),
+        ...(aad !== undefined ? { aadProfile: aad } : {}),
         disableLocalAccounts: access.disableLocalAccounts,
+        apiServerAccessProfile: apiServer,
+        autoUpgradeProfile: autoUpgradeProfile(azure),
         // Only the system pool is inline: AKS rejects adding pools through the cluster resource,
         // so the worker pool is its own AgentPool and can change without touching the cluster.
         agentPoolProfiles: [
@@ -180,10 +214,37 @@ export class AksCluster extends pulumi.ComponentResource {
             osType: "Linux",
             type: "VirtualMachineScaleSets",
             orchestratorVersion: azure.kubernetesVersion,
+            // Only AKS's critical add-ons (and pods that tolerate this, like the Dask scheduler)
+            // run on the system pool; everything else goes to user pools.
+            nodeTaints: [CRITICAL_ADDONS_ONLY_TAINT],
+            enableEncryptionAtHost: azure.encryptionAtHost,
+            ...(vnetSubnetID !== undefined ? { vnetSubnetID } : {}),
           },
         ],
         oidcIssuerProfile: { enabled: true },
-        securityProfile: { workloadIdentity: { enabled: true } },
+        securityProfile: {
+          workloadIdentity: { enabled: true },
+          imageCleaner: {
+            enabled: azure.imageCleaner.enabled,
+            intervalHours: azure.imageCleaner.intervalHours,
+          },
+          defender:
+            azure.defender && logs !== undefined
+              ? {
+                  logAnalyticsWorkspaceResourceId: logs.id,
+                  securityMonitoring: { enabled: true },
+                }
+              : { securityMonitoring: { enabled: false } },
+        },
+        // Every add-on stated, on or off, so that turning one off in config turns it off here.
+        addonProfiles: {
+          azurepolicy: { enabled: azure.azurePolicy },
+          omsagent:
+            azure.monitoring.containerInsights && logs !== undefined
+              ? containerInsightsAddon(logs.id)
+              : { enabled: false },
+        },
+        azureMonitorProfile: { metrics: { enabled: azure.monitoring.prometheus } },
         networkProfile: {
           networkPlugin: "azure",
           networkPluginMode: "overlay",
@@ -214,6 +275,8 @@ export class AksCluster extends pulumi.ComponentResource {
         maxPods: WORKER_POOL_MAX_PODS,
         nodeLabels: { [WORKER_POOL_LABEL.key]: WORKER_POOL_LABEL.value },
         nodeTaints: workerPoolTaints(pool).map(formatTaint),
+        enableEncryptionAtHost: azure.encryptionAtHost,
+        ...(vnetSubnetID !== undefined ? { vnetSubnetID } : {}),
         ...(pool.spot
           ? {
               scaleSetPriority: "Spot",
@@ -231,6 +294,85 @@ export class AksCluster extends pulumi.ComponentResource {
     );
 
     const client = getClientConfigOutput({ parent: this });
+    const subscriptionRole = (roleId: string) =>
+      client.subscriptionId.apply((s) => roleDefinitionId(s, roleId));
+
+    for (const configName of maintenanceSchedules(azure)) {
+      new MaintenanceConfiguration(
+        `${name}-${configName === "aksManagedAutoUpgradeSchedule" ? "upgrade" : "node-os"}-window`,
+        {
+          resourceGroupName,
+          resourceName: this.cluster.name,
+          configName,
+          maintenanceWindow: maintenanceWindow(azure),
+        },
+        { parent: this },
+      );
+    }
+
+    // Cluster admins under Azure RBAC: the deployer (so this program can create the workspace's
+    // objects) and/or the configured groups. Scoped to this cluster only.
+    const admins: RoleAssignment[] = [];
+    if (access.deployerIsAdmin) {
+      admins.push(
+        new RoleAssignment(
+          `${name}-deployer-admin`,
+          {
+            // Whoever runs `pulumi up`: a user, or a service principal in CI (ARM checks the
+            // type, and azure-native would otherwise send "User").
+            principalId: client.objectId,
+            principalType: azure.entraId.deployerPrincipalType,
+            roleDefinitionId: subscriptionRole(AKS_RBAC_CLUSTER_ADMIN_ROLE_ID),
+            scope: this.cluster.id,
+          },
+          { parent: this },
+        ),
+      );
+    }
+    if (access.azureRbac) {
+      access.adminGroups.forEach((group, i) => {
+        admins.push(
+          new RoleAssignment(
+            `${name}-admin-group-${i}`,
+            {
+              principalId: group,
+              principalType: "Group",
+              roleDefinitionId: subscriptionRole(AKS_RBAC_CLUSTER_ADMIN_ROLE_ID),
+              scope: this.cluster.id,
+            },
+            { parent: this },
+          ),
+        );
+      });
+    }
+
+    if (network !== undefined) {
+      // AKS manages load balancer and node IP configurations in a network it did not create.
+      new RoleAssignment(
+        `${name}-aks-network`,
+        {
+          principalId: this.cluster.identity.apply((i) => i?.principalId) as pulumi.Output<string>,
+          principalType: "ServicePrincipal",
+          roleDefinitionId: subscriptionRole(NETWORK_CONTRIBUTOR_ROLE_ID),
+          scope: network.nodes.id,
+        },
+        { parent: this },
+      );
+    }
+
+    if (logs !== undefined && azure.monitoring.auditLogs !== "off") {
+      newAuditDiagnostics(
+        name,
+        { clusterId: this.cluster.id, workspaceId: logs.id, level: azure.monitoring.auditLogs },
+        this,
+      );
+    }
+    if (logs !== undefined && azure.monitoring.containerInsights) {
+      newContainerInsights(name, { ...at, workspaceId: logs.id, clusterId: this.cluster.id }, this);
+    }
+    if (azure.monitoring.prometheus) {
+      newManagedPrometheus(name, { ...at, clusterId: this.cluster.id }, this);
+    }
 
     const registry = new Registry(
       `${compactName(name)}acr`,
@@ -277,10 +419,61 @@ export class AksCluster extends pulumi.ComponentResource {
         // No account keys anywhere: the runner authenticates with its workload identity.
         allowSharedKeyAccess: false,
         defaultToOAuthAuthentication: true,
+        ...storageNetwork(azure),
       },
       { parent: this },
     );
     this.storageAccountName = account.name;
+
+    // Deleted and overwritten results stay recoverable for a while (accidental `rm`, a buggy
+    // study overwriting a location). The account's one blob service is always named `default`.
+    const soft = azure.storage.softDeleteDays;
+    const blobService = new BlobServiceProperties(
+      `${name}-blob-service`,
+      {
+        resourceGroupName,
+        accountName: account.name,
+        blobServicesName: "default",
+        deleteRetentionPolicy: soft > 0 ? { enabled: true, days: soft } : { enabled: false },
+        containerDeleteRetentionPolicy:
+          soft > 0 ? { enabled: true, days: soft } : { enabled: false },
+        isVersioningEnabled: azure.storage.versioning,
+      },
+      { parent: this },
+    );
+    if (azure.storage.versioning) {
+      // Versions are billed like blobs and never expire by themselves.
+      const days = versionRetentionDays(azure);
+      new ManagementPolicy(
+        `${name}-blob-lifecycle`,
+        {
+          resourceGroupName,
+          accountName: account.name,
+          managementPolicyName: "default",
+          policy: {
+            rules: [
+              {
+                name: "expire-previous-versions",
+                enabled: true,
+                type: "Lifecycle",
+                definition: {
+                  filters: { blobTypes: ["blockBlob"] },
+                  actions: { version: { delete: { daysAfterCreationGreaterThan: days } } },
+                },
+              },
+            ],
+          },
+        },
+        { parent: this, dependsOn: [blobService] },
+      );
+    }
+    if (network !== undefined) {
+      newBlobPrivateEndpoint(
+        name,
+        { ...at, accountId: account.id, vnetId: network.vnet.id, subnetId: network.endpoints.id },
+        this,
+      );
+    }
 
     const container = new BlobContainer(
       `${name}-results`,
@@ -347,8 +540,9 @@ export class AksCluster extends pulumi.ComponentResource {
     this.provider = new k8s.Provider(
       `${name}-k8s`,
       { kubeconfig: this.kubeconfig },
-      // The worker pool must exist before workloads that select it are deployed.
-      { parent: this, dependsOn: [this.workerPool] },
+      // The worker pool must exist before workloads that select it are deployed, and the
+      // deployer's admin role before the program talks to the API server.
+      { parent: this, dependsOn: [this.workerPool, ...admins] },
     );
 
     this.registerOutputs({

@@ -32,6 +32,21 @@ const NAME_INPUT: Record<string, string> = {
   "azure-native:managedidentity:FederatedIdentityCredential":
     "federatedIdentityCredentialResourceName",
   "azure-native:authorization:RoleAssignment": "roleAssignmentName",
+  "azure-native:containerservice:MaintenanceConfiguration": "configName",
+  "azure-native:operationalinsights:Workspace": "workspaceName",
+  "azure-native:monitor:DiagnosticSetting": "name",
+  "azure-native:monitor:DataCollectionRule": "dataCollectionRuleName",
+  "azure-native:monitor:DataCollectionEndpoint": "dataCollectionEndpointName",
+  "azure-native:monitor:DataCollectionRuleAssociation": "associationName",
+  "azure-native:monitor:AzureMonitorWorkspace": "azureMonitorWorkspaceName",
+  "azure-native:storage:BlobServiceProperties": "blobServicesName",
+  "azure-native:storage:ManagementPolicy": "managementPolicyName",
+  "azure-native:network:VirtualNetwork": "virtualNetworkName",
+  "azure-native:network:Subnet": "subnetName",
+  "azure-native:network:PrivateEndpoint": "privateEndpointName",
+  "azure-native:network:PrivateDnsZoneGroup": "privateDnsZoneGroupName",
+  "azure-native:privatedns:PrivateZone": "privateZoneName",
+  "azure-native:privatedns:VirtualNetworkLink": "virtualNetworkLinkName",
 };
 
 type Inputs = Record<string, unknown>;
@@ -62,6 +77,26 @@ function armId(type: string, name: string, inputs: Inputs): string {
       return `${rg}/providers/Microsoft.ManagedIdentity/userAssignedIdentities/${str(inputs["resourceName"], "identity")}/federatedIdentityCredentials/${name}`;
     case "azure-native:authorization:RoleAssignment":
       return `${str(inputs["scope"], "")}/providers/Microsoft.Authorization/roleAssignments/${name}`;
+    case "azure-native:operationalinsights:Workspace":
+      return `${rg}/providers/Microsoft.OperationalInsights/workspaces/${name}`;
+    case "azure-native:monitor:AzureMonitorWorkspace":
+      return `${rg}/providers/Microsoft.Monitor/accounts/${name}`;
+    case "azure-native:monitor:DataCollectionRule":
+      return `${rg}/providers/Microsoft.Insights/dataCollectionRules/${name}`;
+    case "azure-native:monitor:DataCollectionEndpoint":
+      return `${rg}/providers/Microsoft.Insights/dataCollectionEndpoints/${name}`;
+    case "azure-native:monitor:DiagnosticSetting":
+      return `${str(inputs["resourceUri"], "")}/providers/Microsoft.Insights/diagnosticSettings/${name}`;
+    case "azure-native:monitor:DataCollectionRuleAssociation":
+      return `${str(inputs["resourceUri"], "")}/providers/Microsoft.Insights/dataCollectionRuleAssociations/${name}`;
+    case "azure-native:network:VirtualNetwork":
+      return `${rg}/providers/Microsoft.Network/virtualNetworks/${name}`;
+    case "azure-native:network:Subnet":
+      return `${rg}/providers/Microsoft.Network/virtualNetworks/${str(inputs["virtualNetworkName"], "vnet")}/subnets/${name}`;
+    case "azure-native:network:PrivateEndpoint":
+      return `${rg}/providers/Microsoft.Network/privateEndpoints/${name}`;
+    case "azure-native:privatedns:PrivateZone":
+      return `${rg}/providers/Microsoft.Network/privateDnsZones/${name}`;
     default:
       return `${rg}/providers/${type}/${name}`;
   }
@@ -96,6 +131,11 @@ export function azureMockResource(
       state["oidcIssuerProfile"] = {
         enabled: true,
         issuerURL: `https://${str(inputs["location"], "westeurope")}.oic.prod-aks.azure.com/${MOCK_TENANT_ID}/${mockGuid(`${logicalName}/oidc`)}/`,
+      };
+      state["identity"] = {
+        type: "SystemAssigned",
+        principalId: mockGuid(`${logicalName}/identity/principal`),
+        tenantId: MOCK_TENANT_ID,
       };
       state["fqdn"] =
         `${str(inputs["dnsPrefix"], name)}.hcp.${str(inputs["location"], "westeurope")}.azmk8s.io`;

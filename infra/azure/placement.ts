@@ -73,3 +73,35 @@ export function workerPoolPlacement(pool: Pick<AzureWorkerPoolConfig, "spot">): 
     })),
   };
 }
+
+/**
+ * The system pool's taint (AKS's documented way to keep application pods off system nodes):
+ * only pods that tolerate it run there, i.e. AKS's own add-ons and the Dask scheduler.
+ */
+export const SYSTEM_POOL_TAINT: Taint = {
+  key: "CriticalAddonsOnly",
+  value: "true",
+  effect: "NoSchedule",
+};
+
+/** The label AKS puts on every node of a System-mode pool. */
+export const SYSTEM_POOL_LABEL = { key: "kubernetes.azure.com/mode", value: "system" } as const;
+
+/**
+ * Placement of the Dask scheduler: on the system pool, tolerating its taint. The scheduler holds
+ * the cluster's whole task state, so it stays off the worker pool (spot evictions, autoscaler
+ * scale-downs) and on the always-on, non-spot system pool; it is small (docs/azure.md).
+ */
+export function systemPoolPlacement(): NodePlacement {
+  return {
+    nodeSelector: { [SYSTEM_POOL_LABEL.key]: SYSTEM_POOL_LABEL.value },
+    tolerations: [
+      {
+        key: SYSTEM_POOL_TAINT.key,
+        operator: "Equal",
+        value: SYSTEM_POOL_TAINT.value,
+        effect: SYSTEM_POOL_TAINT.effect,
+      },
+    ],
+  };
+}

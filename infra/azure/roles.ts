@@ -24,3 +24,16 @@ export const STORAGE_BLOB_DATA_CONTRIBUTOR_ROLE_ID = "ba92f5b4-2d11-453d-a403-e9
 export function roleDefinitionId(subscriptionId: string, roleId: string): string {
   return `/subscriptions/${subscriptionId}/providers/Microsoft.Authorization/roleDefinitions/${roleId}`;
 }
+
+/**
+ * `Azure Kubernetes Service RBAC Cluster Admin`: every Kubernetes action on every object of the
+ * cluster, under Azure RBAC for Kubernetes authorization. Given, on the cluster only, to the
+ * deployer (so `pulumi up` can create the workspace's objects) or to the configured admin groups.
+ */
+export const AKS_RBAC_CLUSTER_ADMIN_ROLE_ID = "b1ff04bb-8a4e-4dc4-8eb5-8693973ce19b";
+
+/**
+ * `Network Contributor`: given to the cluster's identity on the node subnet when the node pools
+ * join the virtual network the program creates (AKS manages load balancers and IPs there).
+ */
+export const NETWORK_CONTRIBUTOR_ROLE_ID = "4d97b98b-1d4f-4787-a291-c67834d212e7";

@@ -7,7 +7,7 @@ import type { WorkspaceConfig } from "../types.js";
 import type { DaskWorkspaceArgs } from "../workspace/index.js";
 import { AksCluster } from "./aks-cluster.js";
 import { qualifyImage } from "./images.js";
-import { workerPoolPlacement } from "./placement.js";
+import { systemPoolPlacement, workerPoolPlacement } from "./placement.js";
 import { DEFAULT_RESULTS_CONTAINER, parseAzUri } from "./results.js";
 
 /** ServiceAccount annotation naming the managed identity its tokens are exchanged for. */
@@ -43,9 +43,9 @@ export function azureWorkspaceArgs(
   const placement = workerPoolPlacement(cfg.azure?.workerPool ?? { spot: false });
   return {
     provider: aks.provider,
-    // Workers and runner Jobs on the worker pool; the scheduler stays on the system pool, which
-    // the worker pool's taint keeps everything else on.
-    nodePlacement: { workers: placement, jobs: placement },
+    // Workers and runner Jobs on the worker pool; the scheduler on the system pool, whose
+    // CriticalAddonsOnly taint it tolerates (nothing else of ours does).
+    nodePlacement: { scheduler: systemPoolPlacement(), workers: placement, jobs: placement },
     runnerServiceAccountAnnotations: {
       [WORKLOAD_IDENTITY_CLIENT_ID_ANNOTATION]: aks.identityClientId,
     },

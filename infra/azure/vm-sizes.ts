@@ -106,6 +106,27 @@ export function sameFamily(name: string): VmSize[] {
 }
 
 /**
+ * Encryption at host (the `EncryptionAtHostSupported` capability of a VM size), by name pattern.
+ *
+ * Supported: every family of {@link VM_SIZES} (Dsv5, Ddsv5, Dasv5, Esv5, Edsv5, Fsv2), current
+ * generations that Microsoft Learn ("Encryption at host", "Supported VM sizes") lists among the
+ * sizes with the capability. Not supported: the legacy A-series v1 and Basic sizes ("Legacy VM
+ * sizes are not supported", same page). Anything else is unknown: `az vm list-skus` in the
+ * target region is the authority, and the capability could not be queried here (no Azure access).
+ */
+const ENCRYPTION_AT_HOST: ReadonlyArray<readonly [RegExp, boolean]> = [
+  [/^Standard_(D\d+(s|ds|as)_v5|E\d+(s|ds)_v5|F\d+s_v2)$/i, true],
+  [/^(Basic_A\d+|Standard_A\d+)$/i, false],
+];
+
+/** Whether VM size `name` supports encryption at host, as far as the table above knows. */
+export function encryptionAtHostSupport(name: string): "supported" | "unsupported" | "unknown" {
+  const hit = ENCRYPTION_AT_HOST.find(([pattern]) => pattern.test(name.trim()));
+  if (hit === undefined) return "unknown";
+  return hit[1] ? "supported" : "unsupported";
+}
+
+/**
  * Max pods per node of the worker pool. `AksCluster` sets it on the pool and the reservation
  * below depends on it, so both read this one constant. A worker node runs one or a few Dask pods
  * plus about ten system DaemonSet pods; 30 leaves room and keeps kube-reserved small
