@@ -17,6 +17,7 @@ import {
   shellWord,
 } from "../images/build.js";
 import { checkRequirements, extrasProblems, writeExtrasContext } from "../images/extras.js";
+import { RUN_AS_USER } from "../infra/workspace/security.js";
 
 const ROOT = PROJECT_ROOT;
 const DOCKERFILES = ["images/dask.Dockerfile", "images/runner.Dockerfile"];
@@ -83,10 +84,18 @@ describe.each(DOCKERFILES)("%s", (file) => {
     expect(setup?.args).toMatch(/python -(c "import dask_workspace|m dask_workspace run --help)/);
   });
 
-  it("runs as the numeric non-root user 1000 (the pods' securityContext)", () => {
+  it("runs as the pods' numeric non-root user RUN_AS_USER (above 10000)", () => {
     const users = ins.filter((i) => i.op === "USER");
-    expect(users.at(-1)?.args).toBe("1000:1000");
-    expect(ins.some((i) => i.op === "RUN" && i.args.includes("useradd --uid 1000"))).toBe(true);
+    expect(RUN_AS_USER).toBeGreaterThan(10000);
+    expect(users.at(-1)?.args).toBe(`${RUN_AS_USER}:${RUN_AS_USER}`);
+    expect(
+      ins.some(
+        (i) =>
+          i.op === "RUN" &&
+          i.args.includes(`groupadd --gid ${RUN_AS_USER} `) &&
+          i.args.includes(`useradd --uid ${RUN_AS_USER} --gid ${RUN_AS_USER} `),
+      ),
+    ).toBe(true);
   });
 
   it("has a build-context filter that sends only the lockfile and the sources", () => {
@@ -331,7 +340,7 @@ describe("a study's own dependencies (--requirements, --package)", () => {
     expect(extras.at(-1)).toBe("/tmp/ctx");
   });
 
-  it("images/extras.Dockerfile passes hadolint, installs without resolution, runs pip check, ends as 1000", () => {
+  it("images/extras.Dockerfile passes hadolint, installs without resolution, runs pip check, ends as RUN_AS_USER", () => {
     const res = spawnSync(HADOLINT, ["--no-color", join(ROOT, "images/extras.Dockerfile")], {
       encoding: "utf8",
     });
@@ -340,7 +349,7 @@ describe("a study's own dependencies (--requirements, --package)", () => {
     const run = ins.find((i) => i.op === "RUN")!.args;
     expect(run).toContain("pip install --no-cache-dir --no-deps -r");
     expect(run).toContain("pip check");
-    expect(ins.filter((i) => i.op === "USER").at(-1)?.args).toBe("1000:1000");
+    expect(ins.filter((i) => i.op === "USER").at(-1)?.args).toBe(`${RUN_AS_USER}:${RUN_AS_USER}`);
   });
 
   it("npm run images:build -- --dry-run --requirements --package prints the four builds", () => {

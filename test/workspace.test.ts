@@ -14,6 +14,7 @@ import { DASK_CONFIG_DIR, retireCommand, workerCommand, workerEnv } from "../inf
 import { validateManifests } from "../infra/render/validate.js";
 import type { WorkspaceConfig } from "../infra/types.js";
 import type * as WorkspaceModule from "../infra/workspace/index.js";
+import { RUN_AS_USER } from "../infra/workspace/security.js";
 import { AUTOSCALED_RAW, STATIC_RAW, TEST_STUDY, workspaceConfig } from "./helpers/config.js";
 import {
   findResource,
@@ -445,17 +446,17 @@ describe("DaskWorkspace (static worker count)", () => {
       const pod = template.spec;
       expect(pod.securityContext, owner).toEqual({
         runAsNonRoot: true,
-        runAsUser: 1000,
-        runAsGroup: 1000,
-        fsGroup: 1000,
+        runAsUser: RUN_AS_USER,
+        runAsGroup: RUN_AS_USER,
+        fsGroup: RUN_AS_USER,
         seccompProfile: { type: "RuntimeDefault" },
       });
       for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
         containers += 1;
         expect(c.securityContext, `${owner} ${c.name}`).toEqual({
           runAsNonRoot: true,
-          runAsUser: 1000,
-          runAsGroup: 1000,
+          runAsUser: RUN_AS_USER,
+          runAsGroup: RUN_AS_USER,
           allowPrivilegeEscalation: false,
           privileged: false,
           readOnlyRootFilesystem: true,

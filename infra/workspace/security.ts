@@ -16,7 +16,7 @@ export type VolumeMount = k8s.types.input.core.v1.VolumeMount;
  * The numeric user (and group) the containers run as. Numeric, because `runAsNonRoot` can only be
  * verified by the kubelet for a numeric user; the images in `images/` create this user.
  */
-export const RUN_AS_USER = 1000;
+export const RUN_AS_USER = 10001;
 
 /** Pod-level: non-root, a fixed uid/gid, files on volumes owned by that group, seccomp on. */
 export function restrictedPodSecurityContext(): PodSecurityContext {
