@@ -7,6 +7,7 @@
  * Memory is always in **bytes** here (exact integers); the original Kubernetes quantity string is
  * kept beside it where a manifest needs to show it.
  */
+import type { Hardening } from "./config-security.js";
 
 /** Bytes, as an exact integer. */
 export type Bytes = number;
@@ -220,4 +221,6 @@ export interface WorkspaceConfig {
   jobs: JobConfig[];
   /** Present when target is `azure`. */
   azure?: AzureConfig;
+  /** Ephemeral storage, egress, dashboard sources, PDB switch (infra/config-security.ts). */
+  hardening: Hardening;
 }

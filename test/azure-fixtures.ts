@@ -2,6 +2,7 @@
  * A validated `target: azure` WorkspaceConfig for the Azure tests, built by hand so the pure
  * Azure functions can be tested without the config parser.
  */
+import { defaultHardening } from "../infra/config-security.js";
 import type { AzureConfig, WorkspaceConfig } from "../infra/types.js";
 
 const Gi = 1024 ** 3;
@@ -115,5 +116,6 @@ export function azureConfig(o: FixtureOverrides = {}): WorkspaceConfig {
       activeDeadlineSeconds: 86400,
     })),
     azure,
+    hardening: defaultHardening({ podMemoryBytes: podMemory.bytes }),
   };
 }
