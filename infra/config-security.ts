@@ -332,6 +332,19 @@ export interface HardeningInput {
   azure?: { workerPool: { vmSize: string }; kubernetesVersion?: string };
 }
 
+/**
+ * One warning per image referenced by tag. Emitted by the program (`infra/index.ts`), not by
+ * config validation: every stack that has not pinned its images yet sees it on each run.
+ */
+export function imageTagWarnings(images: { dask: string; runner: string }): string[] {
+  return (["dask", "runner"] as const)
+    .filter((key) => !isDigestRef(images[key]))
+    .map(
+      (key) =>
+        `images.${key}: ${images[key]} is a tag, which can be moved to other content without any change here; pin it by digest (images.${key}: <repo>@sha256:<digest>, printed by npm run images:build)`,
+    );
+}
+
 /** The hardening of a workspace whose keys are all at their defaults (for hand-built configs). */
 export function defaultHardening(opts: { podMemoryBytes: number }): Hardening {
   return {
@@ -371,13 +384,6 @@ export function resolveHardening(input: HardeningInput): {
   );
   const scheduler = podStorage(input.scheduler.scratchStorage?.bytes ?? DEFAULT_SCRATCH_BYTES);
 
-  for (const [key, image] of Object.entries(input.images)) {
-    if (!isDigestRef(image)) {
-      warnings.push(
-        `images.${key}: ${image} is a tag, which can be moved to other content without any change here; pin it by digest (images.${key}: <repo>@sha256:<digest>, printed by npm run images:build)`,
-      );
-    }
-  }
   if (!input.scheduler.disruptionBudget) {
     warnings.push(
       "scheduler.disruptionBudget: false: the scheduler has no PodDisruptionBudget, so a node drain or the cluster autoscaler may evict it and lose every in-flight result; set it back to true after the maintenance",
