@@ -11,12 +11,16 @@ import { describe, expect, it } from "vitest";
 
 import {
   buildPlan,
+  digestFromMetadata,
+  metadataFile,
+  pinnedConfigLines,
   optionProblems,
   packageVersion,
   PROJECT_ROOT,
   shellWord,
 } from "../images/build.js";
 import { checkRequirements, extrasProblems, writeExtrasContext } from "../images/extras.js";
+import { imageRefProblem, isDigestRef } from "../infra/config-security.js";
 import { RUN_AS_USER } from "../infra/workspace/security.js";
 
 const ROOT = PROJECT_ROOT;
@@ -193,6 +197,38 @@ describe("images/build.ts", () => {
     const local = buildPlan({ registry: "r.io", tag: "t", platform: "linux/arm64", push: false });
     expect(local[1]?.command).toContain("--load");
     expect(local[1]?.command).not.toContain("--push");
+  });
+
+  it("asks buildx for a metadata file per pushed image and prints the digests as config lines", () => {
+    const plan = buildPlan({
+      registry: "myacr.azurecr.io",
+      tag: "1.2.3",
+      platform: "linux/amd64",
+      push: true,
+      metadataDir: "/tmp/meta",
+    });
+    const cmd = plan[0]!.command;
+    const i = cmd.indexOf("--metadata-file");
+    expect(cmd[i + 1]).toBe(
+      metadataFile("/tmp/meta", "myacr.azurecr.io/dask-workspace/dask:1.2.3"),
+    );
+    expect(cmd.slice(-2)).toEqual(["--push", "."]);
+    const digest = `sha256:${"0123456789abcdef".repeat(4)}`;
+    // What buildx writes (trimmed): the digest of the pushed manifest.
+    const meta = JSON.stringify({ "containerimage.digest": digest, "image.name": "x" });
+    expect(digestFromMetadata(meta)).toBe(digest);
+    expect(digestFromMetadata("{}")).toBeUndefined();
+    expect(
+      digestFromMetadata(JSON.stringify({ "containerimage.digest": "sha256:abc" })),
+    ).toBeUndefined();
+    const lines = pinnedConfigLines(plan.map((p) => ({ name: p.name, ref: p.ref, digest })));
+    expect(lines[0]).toBe(`dask: myacr.azurecr.io/dask-workspace/dask:1.2.3@${digest}`);
+    // Each printed reference is accepted by the stack config as a pinned image.
+    for (const line of lines) {
+      const ref = line.slice(line.indexOf(": ") + 2);
+      expect(imageRefProblem(ref)).toBeUndefined();
+      expect(isDigestRef(ref)).toBe(true);
+    }
   });
 
   it("defaults the tag to the package version, which the config's default images use", () => {
