@@ -34,7 +34,7 @@ import {
 } from "../infra/workspace/probes.js";
 import { schedulerDeployment, schedulerDisruptionBudget } from "../infra/workspace/scheduler.js";
 import { workerDeployment } from "../infra/workspace/workers.js";
-import { PROJECT_ROOT, STATIC_RAW, workspaceConfig } from "./helpers/config.js";
+import { PROJECT_ROOT, STATIC_RAW, TEST_STUDY, workspaceConfig } from "./helpers/config.js";
 import {
   inputs,
   installRecordingMocks,
@@ -164,8 +164,16 @@ describe("ephemeral storage", () => {
 
 describe("egress", () => {
   it("denies egress by default; DNS, the workspace's own pods, the API server for the runner", async () => {
-    const cfg = workspaceConfig({ ...STATIC_RAW, jobs: {} });
+    // A job with results on the volume: no object store.
+    const cfg = workspaceConfig({
+      ...STATIC_RAW,
+      jobs: { calibration: { study: TEST_STUDY, results: "/results/calibration" } },
+    });
     const policies = policiesOf(cfg);
+    // No jobs, no runner pods: no runner rules.
+    expect(policiesOf(workspaceConfig({ ...STATIC_RAW, jobs: {} })).has("dask-egress-runner")).toBe(
+      false,
+    );
     expect(policies.get("dask-default-deny")!.spec.policyTypes).toEqual(["Ingress", "Egress"]);
     expect(policies.get("dask-egress-dns")!.spec.egress).toEqual([
       {

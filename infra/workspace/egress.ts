@@ -98,11 +98,14 @@ export function egressPolicySpecs(
       name: names.dask,
       spec: { podSelector: all, policyTypes: ["Egress"], egress: [{ to: [{ podSelector: all }] }] },
     },
-    {
+  ];
+  // Without jobs there are no runner pods for the runner's rules to select.
+  if (cfg.jobs.length > 0) {
+    specs.push({
       name: names.runner,
       spec: { podSelector: runner, policyTypes: ["Egress"], egress: runnerRules },
-    },
-  ];
+    });
+  }
   if (egress.extra.length > 0) {
     specs.push({
       name: names.extra,
