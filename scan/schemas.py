@@ -37,7 +37,11 @@ def _refs(node: Any, out: set[str]) -> None:
 def _localise(node: Any) -> Any:
     if isinstance(node, dict):
         return {
-            k: ("#/$defs/" + v[len(PREFIX) :] if k == "$ref" and isinstance(v, str) and v.startswith(PREFIX) else _localise(v))
+            k: (
+                "#/$defs/" + v[len(PREFIX) :]
+                if k == "$ref" and isinstance(v, str) and v.startswith(PREFIX)
+                else _localise(v)
+            )
             for k, v in node.items()
         }
     if isinstance(node, list):
@@ -65,12 +69,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--k8s-version", required=True)
     parser.add_argument("--out", required=True)
-    parser.add_argument("kinds", nargs="+", help="Kind:apiVersion, e.g. Deployment:apps/v1")
+    parser.add_argument(
+        "kinds", nargs="+", help="Kind:apiVersion, e.g. Deployment:apps/v1"
+    )
     args = parser.parse_args()
     base = resources.files("kubernetes_validate").joinpath("kubernetes-json-schema")
     src = base.joinpath(f"v{args.k8s_version}-local-strict")
     if not src.is_dir():
-        print(f"schemas: kubernetes-validate has no schemas for {args.k8s_version}", file=sys.stderr)
+        print(
+            f"schemas: kubernetes-validate has no schemas for {args.k8s_version}",
+            file=sys.stderr,
+        )
         return 2
     defs = json.loads(src.joinpath("_definitions.json").read_text())["$defs"]
     import pathlib
@@ -89,7 +98,11 @@ def main() -> int:
         if not schema_file.is_file():
             print(f"schemas: no schema for {kind} {api_version}", file=sys.stderr)
             continue
-        target.write_text(json.dumps(standalone(schema=json.loads(schema_file.read_text()), defs=defs)))
+        target.write_text(
+            json.dumps(
+                standalone(schema=json.loads(schema_file.read_text()), defs=defs)
+            )
+        )
     return 0
 
 

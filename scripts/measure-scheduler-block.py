@@ -88,7 +88,9 @@ def measure(*, sizes: list[int], interval: float) -> list[dict[str, float]]:
                 break
             except OSError:
                 if time.monotonic() > deadline:
-                    raise RuntimeError("the scheduler did not start within 60 s") from None
+                    raise RuntimeError(
+                        "the scheduler did not start within 60 s"
+                    ) from None
                 time.sleep(0.2)
         with Client(f"tcp://127.0.0.1:{port}", timeout=60) as client:
             for n in sizes:
@@ -97,13 +99,24 @@ def measure(*, sizes: list[int], interval: float) -> list[dict[str, float]]:
                 t0 = time.monotonic()
                 futures = client.map(_inc, range(n), pure=False)
                 # The graph is on the scheduler once it reports the tasks.
-                while client.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.tasks)) < n:
+                while (
+                    client.run_on_scheduler(
+                        lambda dask_scheduler: len(dask_scheduler.tasks)
+                    )
+                    < n
+                ):
                     time.sleep(0.1)
                 submit = time.monotonic() - t0
                 time.sleep(max(1.0, interval * 5))
                 poller.stop.set()
                 poller.join()
-                rows.append({"tasks": n, "submit_seconds": submit, "worst_health_seconds": poller.worst})
+                rows.append(
+                    {
+                        "tasks": n,
+                        "submit_seconds": submit,
+                        "worst_health_seconds": poller.worst,
+                    }
+                )
                 print(
                     f"{n:>8} tasks: submitted in {submit:6.2f} s, /health worst {poller.worst:6.2f} s",
                     flush=True,
@@ -119,11 +132,17 @@ def measure(*, sizes: list[int], interval: float) -> list[dict[str, float]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sizes", default="10000,50000,200000", help="comma-separated task counts")
-    parser.add_argument("--interval", type=float, default=0.1, help="seconds between /health polls")
+    parser.add_argument(
+        "--sizes", default="10000,50000,200000", help="comma-separated task counts"
+    )
+    parser.add_argument(
+        "--interval", type=float, default=0.1, help="seconds between /health polls"
+    )
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
-    rows = measure(sizes=[int(s) for s in args.sizes.split(",")], interval=args.interval)
+    rows = measure(
+        sizes=[int(s) for s in args.sizes.split(",")], interval=args.interval
+    )
     if args.json is not None:
         args.json.write_text(json.dumps(rows, indent=2))
     return 0
