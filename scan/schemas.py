@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pathlib
 import sys
 from importlib import resources
 from typing import Any
@@ -82,8 +83,6 @@ def main() -> int:
         )
         return 2
     defs = json.loads(src.joinpath("_definitions.json").read_text())["$defs"]
-    import pathlib
-
     out_dir = pathlib.Path(args.out) / f"v{args.k8s_version}-standalone-strict"
     out_dir.mkdir(parents=True, exist_ok=True)
     for spec in args.kinds:
