@@ -49,6 +49,11 @@ export interface BuildOptions {
   push: boolean;
   /** The build context of images/extras.Dockerfile (`--requirements` / `--package`); none: plain. */
   extrasContext?: string;
+  /**
+   * Where buildx writes each image's build metadata (`--metadata-file`), from which the pushed
+   * digests are read and printed. Absent: no metadata files (a dry run shows none).
+   */
+  metadataDir?: string;
 }
 
 export interface PlannedImage {
@@ -112,6 +117,9 @@ export function buildPlan(opts: BuildOptions): PlannedImage[] {
     `org.opencontainers.image.version=${opts.tag}`,
     "--label",
     `org.opencontainers.image.title=${REPOSITORY_PREFIX}-${o.name}`,
+    ...(opts.metadataDir !== undefined
+      ? ["--metadata-file", metadataFile(opts.metadataDir, o.ref)]
+      : []),
     opts.push ? "--push" : "--load",
     o.context,
   ];
@@ -142,6 +150,31 @@ export function buildPlan(opts: BuildOptions): PlannedImage[] {
       },
     ];
   });
+}
+
+/** The metadata file buildx writes for image `ref` under `dir`. */
+export function metadataFile(dir: string, ref: string): string {
+  return join(dir, `${ref.replace(/[^A-Za-z0-9_.-]+/g, "_")}.json`);
+}
+
+/** `containerimage.digest` of a buildx metadata file (`sha256:<64 hex>`), or undefined. */
+export function digestFromMetadata(json: string): string | undefined {
+  try {
+    const d = (JSON.parse(json) as Record<string, unknown>)["containerimage.digest"];
+    return typeof d === "string" && /^sha256:[0-9a-f]{64}$/.test(d) ? d : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * The stack config lines that pin the pushed images by digest, ready to paste under
+ * `dask-workspace:images:` (the tag stays for humans; the digest is what is pulled).
+ */
+export function pinnedConfigLines(
+  pushed: ReadonlyArray<{ name: string; ref: string; digest: string }>,
+): string[] {
+  return pushed.map((p) => `${p.name}: ${p.ref}@${p.digest}`);
 }
 
 /** The package version: the default tag, equal to the stack config's default image tags. */
@@ -257,7 +290,11 @@ async function main(argv: string[]): Promise<number> {
         ` (build context ${context})`,
     );
   }
-  const plan = buildPlan(parsed.opts);
+  const metadataDir =
+    parsed.opts.push && !parsed.dryRun
+      ? mkdtempSync(join(tmpdir(), "dask-workspace-build-"))
+      : undefined;
+  const plan = buildPlan({ ...parsed.opts, ...(metadataDir !== undefined ? { metadataDir } : {}) });
   if (parsed.dryRun) {
     console.log(`# build context: ${PROJECT_ROOT}`);
     for (const image of plan) {
@@ -294,6 +331,32 @@ async function main(argv: string[]): Promise<number> {
   console.error(
     `images:build: ${parsed.opts.push ? "pushed" : "built"} ${plan.map((p) => p.ref).join(", ")}`,
   );
+  if (metadataDir !== undefined) {
+    // The final image of each name (after its -base when there are extras).
+    const finals = IMAGES.map(({ name }) => plan.filter((p) => p.name === name).at(-1)!);
+    const pushed = finals.map((p) => {
+      let digest: string | undefined;
+      try {
+        digest = digestFromMetadata(readFileSync(metadataFile(metadataDir, p.ref), "utf8"));
+      } catch {
+        digest = undefined;
+      }
+      return { name: p.name, ref: p.ref, digest };
+    });
+    rmSync(metadataDir, { recursive: true, force: true });
+    const missing = pushed.filter((p) => p.digest === undefined).map((p) => p.ref);
+    if (missing.length > 0) {
+      console.error(`images:build: buildx reported no digest for ${missing.join(", ")}`);
+      return 1;
+    }
+    // On stdout, so it can be captured: paste under `dask-workspace:images:` in the stack file.
+    console.log("# pushed; pin them in the stack config (dask-workspace:images):");
+    for (const line of pinnedConfigLines(
+      pushed as Array<{ name: string; ref: string; digest: string }>,
+    )) {
+      console.log(`  ${line}`);
+    }
+  }
   return 0;
 }
 

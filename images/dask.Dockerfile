@@ -29,10 +29,10 @@ RUN python -m compileall -q /opt/dask-workspace/src \
     && rm /tmp/site \
     && python -c "import dask_workspace, distributed; print('dask_workspace', dask_workspace.__version__, 'distributed', distributed.__version__)"
 
-# Non-root, numeric, matching the pods' securityContext (runAsUser/runAsGroup 1000).
-RUN groupadd --gid 1000 dask \
-    && useradd --uid 1000 --gid 1000 --create-home --home-dir /home/dask --shell /usr/sbin/nologin dask
-USER 1000:1000
+# Non-root, numeric, matching the pods' securityContext (runAsUser/runAsGroup 10001; RUN_AS_USER in infra/workspace/security.ts).
+RUN groupadd --gid 10001 dask \
+    && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/dask --shell /usr/sbin/nologin dask
+USER 10001:10001
 WORKDIR /home/dask
 
 # Scheduler comm and dashboard/HTTP API ports.

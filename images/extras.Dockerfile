@@ -26,5 +26,5 @@ RUN pip install --no-cache-dir --no-deps -r /opt/dask-workspace/extras/requireme
     && python -m compileall -q /opt/dask-workspace/extras/site \
     && pip check
 
-# Back to the pods' numeric non-root user (runAsUser/runAsGroup 1000).
-USER 1000:1000
+# Back to the pods' numeric non-root user (runAsUser/runAsGroup 10001; RUN_AS_USER in infra/workspace/security.ts).
+USER 10001:10001

@@ -21,6 +21,14 @@ import {
   azureSecurityIssues,
 } from "./config-azure-security.js";
 import { misspeltNamespaceProblems, resultsProblems, resultsUriProblem } from "./config-results.js";
+import {
+  imageRef,
+  NetworkSchema,
+  resolveHardening,
+  runnerHardeningKeys,
+  schedulerHardeningKeys,
+  workersHardeningKeys,
+} from "./config-security.js";
 import { ConfigError, formatProblems, type Problem } from "./errors.js";
 import {
   formatQuantity,
@@ -299,6 +307,8 @@ const WorkersSchema = z
     mallocTrimThreshold: int(0).default(65536),
     /** Seconds the preStop retirement may take. Default 60. */
     retireTimeoutSeconds: int(1, 3600).default(60),
+    /** Hardening keys (spillStorage): infra/config-security.ts. */
+    ...workersHardeningKeys,
   })
   .superRefine(
     (w, ctx) => {
@@ -352,13 +362,15 @@ const SchedulerSchema = z.strictObject({
   cpu: cpu.default("1"),
   /** Memory request = limit. Default 2Gi. */
   memory: memory().default(toMemory(2 * 1024 ** 3)),
+  /** Hardening keys (scratchStorage, dashboardFrom, disruptionBudget): infra/config-security.ts. */
+  ...schedulerHardeningKeys,
 });
 
 const ImagesSchema = z.strictObject({
   /** Scheduler and worker image (images/dask.Dockerfile). */
-  dask: z.string().min(1).default("dask-workspace/dask:0.1.0"),
+  dask: imageRef.default("dask-workspace/dask:0.1.0"),
   /** Runner image (images/runner.Dockerfile). */
-  runner: z.string().min(1).default("dask-workspace/runner:0.1.0"),
+  runner: imageRef.default("dask-workspace/runner:0.1.0"),
   /** Kubernetes imagePullPolicy. Default IfNotPresent. */
   pullPolicy: z.enum(["Always", "IfNotPresent", "Never"]).default("IfNotPresent"),
 });
@@ -435,6 +447,8 @@ const RunnerSchema = z.strictObject({
   cpu: cpu.default("1"),
   /** Runner Job memory request = limit. Default 1Gi. */
   memory: memory().default(toMemory(1024 ** 3)),
+  /** Hardening keys (scratchStorage): infra/config-security.ts. */
+  ...runnerHardeningKeys,
 });
 
 const JobSchema = z.strictObject({
@@ -549,6 +563,8 @@ export const StackConfigSchema = z
     jobs: z.record(z.string(), JobSchema).default({}),
     /** Required when target is azure. */
     azure: AzureSchema.optional(),
+    /** Egress rules (infra/config-security.ts, docs/security.md). */
+    network: NetworkSchema.prefault({}),
   })
   .superRefine(
     (c, ctx) => {
@@ -893,6 +909,15 @@ export function parseWorkspaceConfig(
   warnings.push(...durable.warnings);
   if (durable.problems.length > 0) return { ok: false, problems: durable.problems, warnings };
 
+  const hardened = resolveHardening({
+    ...c,
+    workers: { ...w, cpu: cpuText, cpuMillis },
+    runner: { ...c.runner, ephemeralResultsBytes: c.runner.resultsVolume.size.bytes },
+    jobResults: jobs.map((j) => j.results),
+  });
+  warnings.push(...hardened.warnings);
+  if (hardened.problems.length > 0) return { ok: false, problems: hardened.problems, warnings };
+
   const config: WorkspaceConfig = {
     target: c.target,
     namespace: c.namespace ?? defaultNamespace(opts.stack),
@@ -943,6 +968,7 @@ export function parseWorkspaceConfig(
       memory: c.runner.memory,
     },
     jobs,
+    hardening: hardened.hardening,
     ...(c.target === "azure" && c.azure !== undefined
       ? {
           azure: {
@@ -1076,6 +1102,7 @@ const STRUCTURED_KEYS = new Set([
   "runner",
   "jobs",
   "azure",
+  "network",
 ]);
 
 /** The nearest directory at or above `start` that holds Pulumi.yaml (the project root). */

@@ -10,6 +10,7 @@ import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import type { AksCluster } from "./azure/aks-cluster.js";
 import { loadConfig } from "./config.js";
+import { imageTagWarnings } from "./config-security.js";
 import type { WorkspaceConfig } from "./types.js";
 import { DaskWorkspace, type DaskWorkspaceArgs } from "./workspace/index.js";
 
@@ -71,6 +72,8 @@ function loadConfigOrFail(): WorkspaceConfig {
 }
 
 const config = loadConfigOrFail();
+// Images by tag: allowed, but said on every run until pinned by digest (docs/security.md).
+for (const w of imageTagWarnings(config.images)) void pulumi.log.warn(w);
 const { aks, ...target } = await workspaceTarget(config);
 const workspace = new DaskWorkspace("dask", { config, ...target });
 

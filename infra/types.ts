@@ -7,6 +7,7 @@
  * Memory is always in **bytes** here (exact integers); the original Kubernetes quantity string is
  * kept beside it where a manifest needs to show it.
  */
+import type { Hardening } from "./config-security.js";
 
 import type { AzureSecurityConfig } from "./config-azure-security.js";
 
@@ -223,4 +224,6 @@ export interface WorkspaceConfig {
   jobs: JobConfig[];
   /** Present when target is `azure`. */
   azure?: AzureConfig;
+  /** Ephemeral storage, egress, dashboard sources, PDB switch (infra/config-security.ts). */
+  hardening: Hardening;
 }

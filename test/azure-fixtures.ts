@@ -3,6 +3,7 @@
  * Azure functions can be tested without the config parser.
  */
 import { defaultAzureSecurity } from "../infra/config-azure-security.js";
+import { defaultHardening } from "../infra/config-security.js";
 import type { AzureConfig, WorkspaceConfig } from "../infra/types.js";
 
 const Gi = 1024 ** 3;
@@ -117,5 +118,6 @@ export function azureConfig(o: FixtureOverrides = {}): WorkspaceConfig {
       activeDeadlineSeconds: 86400,
     })),
     azure,
+    hardening: defaultHardening({ podMemoryBytes: podMemory.bytes }),
   };
 }

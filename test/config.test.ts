@@ -165,7 +165,7 @@ describe("bad configs: every problem with its exact message", () => {
       [
         "workers.nproc: unknown key; did you mean workers.nprocs?",
         "workers.podmemory: unknown key; did you mean workers.podMemory?",
-        "workers.xyz: unknown key; known keys of workers: replicas, nprocs, threadsPerProcess, podMemory, memoryPerProcess, headroom, cpu, lifetime, memoryThresholds, saturation, allowedFailures, mallocTrimThreshold, retireTimeoutSeconds",
+        "workers.xyz: unknown key; known keys of workers: replicas, nprocs, threadsPerProcess, podMemory, memoryPerProcess, headroom, cpu, lifetime, memoryThresholds, saturation, allowedFailures, mallocTrimThreshold, retireTimeoutSeconds, spillStorage",
         "workerz: unknown key; did you mean workers?",
       ],
     ],
@@ -362,6 +362,31 @@ describe("good configs", () => {
         memory: { bytes: GiB, quantity: "1Gi" },
       },
       jobs: [],
+      // Spill space 2 × podMemory; /tmp sizeLimit + 256Mi for logs = ephemeral request = limit.
+      hardening: {
+        storage: {
+          worker: {
+            scratch: { bytes: 8 * GiB, quantity: "8Gi" },
+            ephemeral: { bytes: 8 * GiB + 256 * MiB, quantity: "8448Mi" },
+          },
+          scheduler: {
+            scratch: { bytes: GiB, quantity: "1Gi" },
+            ephemeral: { bytes: GiB + 256 * MiB, quantity: "1280Mi" },
+          },
+          runner: {
+            scratch: { bytes: GiB, quantity: "1Gi" },
+            ephemeral: { bytes: GiB + 256 * MiB, quantity: "1280Mi" },
+          },
+        },
+        dashboardFrom: [],
+        disruptionBudget: true,
+        // No job writes to an object store: no objectStore rule.
+        egress: {
+          restrict: true,
+          apiServer: { cidrs: ["0.0.0.0/0"], ports: [443, 6443] },
+          extra: [],
+        },
+      },
     });
   });
 

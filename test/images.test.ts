@@ -11,12 +11,17 @@ import { describe, expect, it } from "vitest";
 
 import {
   buildPlan,
+  digestFromMetadata,
+  metadataFile,
+  pinnedConfigLines,
   optionProblems,
   packageVersion,
   PROJECT_ROOT,
   shellWord,
 } from "../images/build.js";
 import { checkRequirements, extrasProblems, writeExtrasContext } from "../images/extras.js";
+import { imageRefProblem, isDigestRef } from "../infra/config-security.js";
+import { RUN_AS_USER } from "../infra/workspace/security.js";
 
 const ROOT = PROJECT_ROOT;
 const DOCKERFILES = ["images/dask.Dockerfile", "images/runner.Dockerfile"];
@@ -83,10 +88,18 @@ describe.each(DOCKERFILES)("%s", (file) => {
     expect(setup?.args).toMatch(/python -(c "import dask_workspace|m dask_workspace run --help)/);
   });
 
-  it("runs as the numeric non-root user 1000 (the pods' securityContext)", () => {
+  it("runs as the pods' numeric non-root user RUN_AS_USER (above 10000)", () => {
     const users = ins.filter((i) => i.op === "USER");
-    expect(users.at(-1)?.args).toBe("1000:1000");
-    expect(ins.some((i) => i.op === "RUN" && i.args.includes("useradd --uid 1000"))).toBe(true);
+    expect(RUN_AS_USER).toBeGreaterThan(10000);
+    expect(users.at(-1)?.args).toBe(`${RUN_AS_USER}:${RUN_AS_USER}`);
+    expect(
+      ins.some(
+        (i) =>
+          i.op === "RUN" &&
+          i.args.includes(`groupadd --gid ${RUN_AS_USER} `) &&
+          i.args.includes(`useradd --uid ${RUN_AS_USER} --gid ${RUN_AS_USER} `),
+      ),
+    ).toBe(true);
   });
 
   it("has a build-context filter that sends only the lockfile and the sources", () => {
@@ -184,6 +197,38 @@ describe("images/build.ts", () => {
     const local = buildPlan({ registry: "r.io", tag: "t", platform: "linux/arm64", push: false });
     expect(local[1]?.command).toContain("--load");
     expect(local[1]?.command).not.toContain("--push");
+  });
+
+  it("asks buildx for a metadata file per pushed image and prints the digests as config lines", () => {
+    const plan = buildPlan({
+      registry: "myacr.azurecr.io",
+      tag: "1.2.3",
+      platform: "linux/amd64",
+      push: true,
+      metadataDir: "/tmp/meta",
+    });
+    const cmd = plan[0]!.command;
+    const i = cmd.indexOf("--metadata-file");
+    expect(cmd[i + 1]).toBe(
+      metadataFile("/tmp/meta", "myacr.azurecr.io/dask-workspace/dask:1.2.3"),
+    );
+    expect(cmd.slice(-2)).toEqual(["--push", "."]);
+    const digest = `sha256:${"0123456789abcdef".repeat(4)}`;
+    // What buildx writes (trimmed): the digest of the pushed manifest.
+    const meta = JSON.stringify({ "containerimage.digest": digest, "image.name": "x" });
+    expect(digestFromMetadata(meta)).toBe(digest);
+    expect(digestFromMetadata("{}")).toBeUndefined();
+    expect(
+      digestFromMetadata(JSON.stringify({ "containerimage.digest": "sha256:abc" })),
+    ).toBeUndefined();
+    const lines = pinnedConfigLines(plan.map((p) => ({ name: p.name, ref: p.ref, digest })));
+    expect(lines[0]).toBe(`dask: myacr.azurecr.io/dask-workspace/dask:1.2.3@${digest}`);
+    // Each printed reference is accepted by the stack config as a pinned image.
+    for (const line of lines) {
+      const ref = line.slice(line.indexOf(": ") + 2);
+      expect(imageRefProblem(ref)).toBeUndefined();
+      expect(isDigestRef(ref)).toBe(true);
+    }
   });
 
   it("defaults the tag to the package version, which the config's default images use", () => {
@@ -331,7 +376,7 @@ describe("a study's own dependencies (--requirements, --package)", () => {
     expect(extras.at(-1)).toBe("/tmp/ctx");
   });
 
-  it("images/extras.Dockerfile passes hadolint, installs without resolution, runs pip check, ends as 1000", () => {
+  it("images/extras.Dockerfile passes hadolint, installs without resolution, runs pip check, ends as RUN_AS_USER", () => {
     const res = spawnSync(HADOLINT, ["--no-color", join(ROOT, "images/extras.Dockerfile")], {
       encoding: "utf8",
     });
@@ -340,7 +385,7 @@ describe("a study's own dependencies (--requirements, --package)", () => {
     const run = ins.find((i) => i.op === "RUN")!.args;
     expect(run).toContain("pip install --no-cache-dir --no-deps -r");
     expect(run).toContain("pip check");
-    expect(ins.filter((i) => i.op === "USER").at(-1)?.args).toBe("1000:1000");
+    expect(ins.filter((i) => i.op === "USER").at(-1)?.args).toBe(`${RUN_AS_USER}:${RUN_AS_USER}`);
   });
 
   it("npm run images:build -- --dry-run --requirements --package prints the four builds", () => {

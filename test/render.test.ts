@@ -41,9 +41,13 @@ describe("npm run render (as a process)", () => {
   it("renders the local stack: one schema-valid manifest per object, nothing else", async () => {
     const out = join(tmp, "local");
     const result = await render(["--stack", "local", "--out", out]);
-    expect(result.stderr).toBe("");
+    // Only the images-by-tag warnings (the stack pins no digests), one per image.
+    expect(result.stderr.trim().split("\n")).toEqual([
+      expect.stringMatching(/^warning: .*images\.dask: .* is a tag, .*pin it by digest/),
+      expect.stringMatching(/^warning: .*images\.runner: .* is a tag, .*pin it by digest/),
+    ]);
     expect(result.exitCode).toBe(0);
-    expect(result.stdout).toContain("16 Kubernetes objects, 0 Azure resources");
+    expect(result.stdout).toContain("19 Kubernetes objects, 0 Azure resources");
     expect((await readdir(out)).sort()).toEqual(["azure", "kubernetes"]);
     expect(await readdir(join(out, "azure"))).toEqual([]);
     const files = (await readdir(join(out, "kubernetes"))).sort();
@@ -52,6 +56,9 @@ describe("npm run render (as a process)", () => {
       "apps-v1-Deployment-dask-local-dask-worker.yaml",
       "batch-v1-Job-dask-local-dask-job-sir-grid.yaml",
       "networking.k8s.io-v1-NetworkPolicy-dask-local-dask-default-deny.yaml",
+      "networking.k8s.io-v1-NetworkPolicy-dask-local-dask-egress-dask.yaml",
+      "networking.k8s.io-v1-NetworkPolicy-dask-local-dask-egress-dns.yaml",
+      "networking.k8s.io-v1-NetworkPolicy-dask-local-dask-egress-runner.yaml",
       "networking.k8s.io-v1-NetworkPolicy-dask-local-dask-scheduler-comm.yaml",
       "networking.k8s.io-v1-NetworkPolicy-dask-local-dask-scheduler-dashboard.yaml",
       "networking.k8s.io-v1-NetworkPolicy-dask-local-dask-worker-peers.yaml",
@@ -93,7 +100,11 @@ describe("npm run render (as a process)", () => {
     await writeFile(file, stackFile(STATIC_RAW));
     const out = join(tmp, "static");
     const result = await render(["--stack", "ci", "--config-file", file, "--out", out]);
-    expect(result.stderr).toBe("");
+    // Only the images-by-tag warnings (the stack pins no digests), one per image.
+    expect(result.stderr.trim().split("\n")).toEqual([
+      expect.stringMatching(/^warning: .*images\.dask: .* is a tag, .*pin it by digest/),
+      expect.stringMatching(/^warning: .*images\.runner: .* is a tag, .*pin it by digest/),
+    ]);
     expect(result.exitCode).toBe(0);
     const files = await readdir(join(out, "kubernetes"));
     expect(files).toContain("batch-v1-Job-sims-dask-job-calibration.yaml");

@@ -14,6 +14,8 @@ import { DASK_CONFIG_DIR, retireCommand, workerCommand, workerEnv } from "../inf
 import { validateManifests } from "../infra/render/validate.js";
 import type { WorkspaceConfig } from "../infra/types.js";
 import type * as WorkspaceModule from "../infra/workspace/index.js";
+import { NANNY_PRELOAD_ARGS } from "../infra/workspace/probes.js";
+import { RUN_AS_USER } from "../infra/workspace/security.js";
 import { AUTOSCALED_RAW, STATIC_RAW, TEST_STUDY, workspaceConfig } from "./helpers/config.js";
 import {
   findResource,
@@ -115,6 +117,9 @@ describe("DaskWorkspace (static worker count)", () => {
         `${parent}$${T.networkPolicy}::dask-scheduler-comm`,
         `${parent}$${T.networkPolicy}::dask-scheduler-dashboard`,
         `${parent}$${T.networkPolicy}::dask-worker-peers`,
+        `${parent}$${T.networkPolicy}::dask-egress-dns`,
+        `${parent}$${T.networkPolicy}::dask-egress-dask`,
+        `${parent}$${T.networkPolicy}::dask-egress-runner`,
         `${parent}$${T.deployment}::dask-scheduler`,
         `${parent}$${T.service}::dask-scheduler`,
         `${parent}$${T.pdb}::dask-scheduler`,
@@ -172,14 +177,18 @@ describe("DaskWorkspace (static worker count)", () => {
       "--lifetime-stagger",
       "300s",
       "--lifetime-restart",
+      // The nanny heartbeat behind the liveness probe (pod only).
+      "--preload-nanny",
+      "dask_workspace.heartbeat",
     ]);
-    // One source of truth with the local launcher.
-    expect(container.command).toEqual(
-      workerCommand(ev.cfg, {
+    // One source of truth with the local launcher (the pod adds only the heartbeat preload).
+    expect(container.command).toEqual([
+      ...workerCommand(ev.cfg, {
         schedulerAddress: "tcp://dask-scheduler.sims.svc:8786",
         name: "$(POD_NAME)",
       }),
-    );
+      ...NANNY_PRELOAD_ARGS,
+    ]);
     // `$(POD_NAME)` only expands if POD_NAME is in the container env, from the downward API.
     expect(container.env).toContainEqual({
       name: "POD_NAME",
@@ -201,14 +210,22 @@ describe("DaskWorkspace (static worker count)", () => {
     for (const { owner, template } of templates) {
       for (const c of template.spec.containers) {
         expect(c.resources.limits, owner).toEqual(c.resources.requests);
-        expect(Object.keys(c.resources.limits).sort(), owner).toEqual(["cpu", "memory"]);
+        expect(Object.keys(c.resources.limits).sort(), owner).toEqual([
+          "cpu",
+          "ephemeral-storage",
+          "memory",
+        ]);
       }
     }
     const worker = inputs(findResource(ev.resources, T.deployment, "dask-worker"));
+    // Spill space follows memory: /tmp holds 2 × 16Gi, plus 256Mi for the container's logs.
     expect(worker.spec.template.spec.containers[0].resources.limits).toEqual({
       cpu: "4",
       memory: "16Gi",
+      "ephemeral-storage": "33024Mi",
     });
+    const scratch = worker.spec.template.spec.volumes.find((v: Obj) => v.name === "scratch");
+    expect(scratch.emptyDir).toEqual({ sizeLimit: "32Gi" });
   });
 
   it("sets replicas and creates no HPA when autoscaling is off", () => {
@@ -395,11 +412,17 @@ describe("DaskWorkspace (static worker count)", () => {
     const byName = new Map(policies.map((p) => [p.metadata.name as string, p.spec as Obj]));
     expect([...byName.keys()].sort()).toEqual([
       "dask-default-deny",
+      "dask-egress-dask",
+      "dask-egress-dns",
+      "dask-egress-runner",
       "dask-scheduler-comm",
       "dask-scheduler-dashboard",
       "dask-worker-peers",
     ]);
-    expect(byName.get("dask-default-deny")).toEqual({ podSelector: {}, policyTypes: ["Ingress"] });
+    expect(byName.get("dask-default-deny")).toEqual({
+      podSelector: {},
+      policyTypes: ["Ingress", "Egress"],
+    });
 
     const labels = (type: string, name: string): Record<string, string> =>
       inputs(findResource(ev.resources, type, name)).spec.template.metadata.labels;
@@ -426,9 +449,13 @@ describe("DaskWorkspace (static worker count)", () => {
 
     const dashboard = byName.get("dask-scheduler-dashboard")!;
     expect(selects(dashboard.podSelector.matchLabels, schedulerPod)).toBe(true);
-    expect(dashboard.ingress).toEqual([
-      { from: [{ podSelector: {} }], ports: [{ protocol: "TCP", port: 8787 }] },
-    ]);
+    // The dashboard: this workspace's runner pods only (no scheduler.dashboardFrom here).
+    expect(dashboard.ingress).toHaveLength(1);
+    expect(dashboard.ingress[0].ports).toEqual([{ protocol: "TCP", port: 8787 }]);
+    const dashFrom = dashboard.ingress[0].from as Obj[];
+    expect(dashFrom).toHaveLength(1);
+    expect(selects(dashFrom[0].podSelector.matchLabels, runnerPod)).toBe(true);
+    expect(selects(dashFrom[0].podSelector.matchLabels, workerPod)).toBe(false);
 
     const peers = byName.get("dask-worker-peers")!;
     expect(selects(peers.podSelector.matchLabels, workerPod)).toBe(true);
@@ -445,17 +472,17 @@ describe("DaskWorkspace (static worker count)", () => {
       const pod = template.spec;
       expect(pod.securityContext, owner).toEqual({
         runAsNonRoot: true,
-        runAsUser: 1000,
-        runAsGroup: 1000,
-        fsGroup: 1000,
+        runAsUser: RUN_AS_USER,
+        runAsGroup: RUN_AS_USER,
+        fsGroup: RUN_AS_USER,
         seccompProfile: { type: "RuntimeDefault" },
       });
       for (const c of [...pod.containers, ...(pod.initContainers ?? [])]) {
         containers += 1;
         expect(c.securityContext, `${owner} ${c.name}`).toEqual({
           runAsNonRoot: true,
-          runAsUser: 1000,
-          runAsGroup: 1000,
+          runAsUser: RUN_AS_USER,
+          runAsGroup: RUN_AS_USER,
           allowPrivilegeEscalation: false,
           privileged: false,
           readOnlyRootFilesystem: true,
@@ -465,7 +492,8 @@ describe("DaskWorkspace (static worker count)", () => {
         // A read-only root needs a writable /tmp (Dask's local directory lives under it).
         const tmp = c.volumeMounts.find((m: Obj) => m.mountPath === "/tmp");
         const volume = pod.volumes.find((v: Obj) => v.name === tmp?.name);
-        expect(volume?.emptyDir, `${owner} ${c.name}`).toEqual({});
+        // ... with a size limit, so spilling can never fill the node's disk.
+        expect(volume?.emptyDir?.sizeLimit, `${owner} ${c.name}`).toMatch(/^\d+(Gi|Mi)$/);
       }
     }
     expect(containers).toBe(3);
@@ -475,7 +503,7 @@ describe("DaskWorkspace (static worker count)", () => {
 
   it("renders only objects that are valid against the Kubernetes OpenAPI schema", async () => {
     const objects = ev.resources.filter((r) => r.custom).map((r) => inputs(r));
-    expect(objects).toHaveLength(15);
+    expect(objects).toHaveLength(18);
     expect(await validateManifests(objects)).toEqual([]);
   });
 
@@ -576,7 +604,7 @@ describe("DaskWorkspace target hooks (provider, placement, workload identity)", 
 
   it("creates every Kubernetes object with the given provider", () => {
     const objects = ev.resources.filter((r) => r.type.startsWith("kubernetes:"));
-    expect(objects).toHaveLength(15);
+    expect(objects).toHaveLength(18);
     for (const r of objects) {
       expect(r.provider?.startsWith(`${providerUrn}::`), `${r.type} ${r.name}`).toBe(true);
     }

@@ -42,6 +42,7 @@ import {
   resetPeakMemory,
   runCgroupName,
 } from "./cgroup.js";
+import { podScratchDir, SpillWatch, spillSpaceWarning } from "./ephemeral.js";
 
 /** Everything binds here: a local workspace is never reachable from the network. */
 export const LOCAL_HOST = "127.0.0.1";
@@ -305,6 +306,9 @@ export class LocalWorkspace {
   private runCgroup?: Cgroup;
   private readonly cgroups = new Map<string, Cgroup>();
   private stopping?: Promise<void>;
+  private readonly spillWatches: SpillWatch[] = [];
+  /** Pods evicted for spilling past `workers.spillStorage`, in order. */
+  readonly evictions: string[] = [];
 
   private constructor(
     readonly config: WorkspaceConfig,
@@ -390,6 +394,13 @@ export class LocalWorkspace {
       if (!ws.enforcement.enforced) {
         log(`pod memory limits are NOT enforced (${ws.enforcement.reason}); running without them`);
       }
+      const spill = spillSpaceWarning({
+        freeBytes: freeBytesAt(tmpDir),
+        pods: cfg.workers.replicas,
+        limitBytes: cfg.hardening.storage.worker.scratch.bytes,
+        dir: tmpDir,
+      });
+      if (spill !== undefined) log(`warning: ${spill}`);
       await ws.startScheduler();
       for (let i = 0; i < cfg.workers.replicas; i++) ws.startPod(podName(i));
       await ws.waitForWorkers(opts.readyTimeoutMs ?? 120_000);
@@ -462,12 +473,32 @@ export class LocalWorkspace {
 
   private startPod(name: string): void {
     const cg = this.cgroupFor(name, this.config.workers.podMemory.bytes);
-    const p = this.spawn(name, localWorkerArgv(this.config, { name }), {
+    // The pod's own spill directory, limited like its /tmp emptyDir (infra/local/ephemeral.ts).
+    const scratch = podScratchDir(this.tmpDir, name);
+    fs.mkdirSync(scratch, { recursive: true });
+    const argv = [...localWorkerArgv(this.config, { name }), "--local-directory", scratch];
+    const p = this.spawn(name, argv, {
       cgroup: cg,
       env: workerEnv(this.config),
       onLine: this.forwarder(name),
     });
     this.pods.set(name, { process: p, cgroup: cg });
+    const limit = this.config.hardening.storage.worker.scratch;
+    this.spillWatches.push(
+      new SpillWatch({
+        dir: scratch,
+        limitBytes: limit.bytes,
+        onExceeded: (used) => {
+          if (this.stopping !== undefined) return;
+          this.evictions.push(name);
+          this.opts.log(
+            `pod ${name} evicted: its spill directory holds ${Math.round(used / 1024 ** 2)}Mi, ` +
+              `over workers.spillStorage ${limit.quantity} (the kubelet evicts a worker pod the same way)`,
+          );
+          void p.stop(1_000);
+        },
+      }).start(),
+    );
   }
 
   private startFailure(p: ManagedProcess, what: string): Error {
@@ -625,6 +656,7 @@ export class LocalWorkspace {
     keepLogs = false,
     clientSignal: NodeJS.Signals = "SIGTERM",
   ): Promise<void> {
+    for (const w of this.spillWatches) w.stop();
     const podProcs = new Set([...this.pods.values()].map((p) => p.process));
     const clients = this.processes.filter((p) => p.name !== "scheduler" && !podProcs.has(p));
     const scheduler = this.processes.filter((p) => p.name === "scheduler");
@@ -647,6 +679,16 @@ export class LocalWorkspace {
     }
     if (!keepLogs) fs.rmSync(this.tmpDir, { recursive: true, force: true });
     if (errors.length > 0) throw new Error(`teardown incomplete: ${errors.join("; ")}`);
+  }
+}
+
+/** Free bytes for an unprivileged user on the filesystem of `dir` (Infinity when unknown). */
+function freeBytesAt(dir: string): number {
+  try {
+    const st = fs.statfsSync(dir);
+    return st.bavail * st.bsize;
+  } catch {
+    return Number.POSITIVE_INFINITY;
   }
 }
 

@@ -127,11 +127,14 @@ export class DaskWorkspace extends pulumi.ComponentResource {
       schedulerService(schedulerCtx),
       inNamespace,
     );
-    new k8s.policy.v1.PodDisruptionBudget(
-      names.scheduler,
-      schedulerDisruptionBudget(schedulerCtx),
-      inNamespace,
-    );
+    // `scheduler.disruptionBudget: false` (maintenance): no budget, drains may evict the scheduler.
+    if (cfg.hardening.disruptionBudget) {
+      new k8s.policy.v1.PodDisruptionBudget(
+        names.scheduler,
+        schedulerDisruptionBudget(schedulerCtx),
+        inNamespace,
+      );
+    }
 
     const workers = new k8s.apps.v1.Deployment(
       names.worker,

@@ -4,22 +4,21 @@
  * Ingress:
  * - default deny for every pod in the namespace;
  * - the scheduler's comm port only from this workspace's worker and runner pods;
- * - the scheduler's dashboard only from pods in the namespace (a `kubectl port-forward` is not
- *   pod traffic and keeps working);
+ * - the scheduler's dashboard only from this workspace's runner pods and the sources listed in
+ *   `scheduler.dashboardFrom` (a `kubectl port-forward` is not pod traffic and keeps working);
  * - workers from the scheduler, other workers and the runner on every port: each `dask worker`
  *   process (and its nanny) listens on a random port, which the scheduler hands to peers for
  *   data transfer, so no fixed port list exists.
  * Kubelet probes come from the node, which NetworkPolicy always allows.
  *
- * Egress is not restricted, on purpose. Runners and workers must reach DNS (on some clusters a
- * node-local cache at a link-local address, not a pod), the Azure Blob endpoint for `az://`
- * results (addresses that change and cannot be named in a NetworkPolicy, which has no FQDN
- * rules), and the runner the API server (port 443 or 6443 depending on the distribution). A
- * NetworkPolicy egress list would break one of these on some cluster; restrict egress at the
- * cluster edge instead (Azure Firewall, or a CNI with FQDN policies).
+ * Egress: default deny too (unless `network.restrictEgress: false`), with the allow rules of
+ * `egress.ts`: DNS, the workspace's own pods, the runner's API server and object store, and
+ * `network.extraEgress`. Link-local (the instance-metadata endpoint) is never reachable.
  */
 import type * as k8s from "@pulumi/kubernetes";
 import type { WorkspaceConfig } from "../types.js";
+import { dashboardPeers } from "./dashboard.js";
+import { egressPolicySpecs } from "./egress.js";
 import { recommendedLabels, selectorLabels, type WorkspaceNames } from "./labels.js";
 
 type NetworkPolicy = k8s.types.input.networking.v1.NetworkPolicy;
@@ -65,7 +64,10 @@ export function networkPolicies(ctx: NetworkContext): NamedPolicy[] {
   const scheduler = { matchLabels: selectorLabels(instance, "scheduler") };
   return [
     // Selects every pod and allows nothing: the baseline the rules below open up.
-    policy(ctx, names.defaultDeny, { podSelector: {}, policyTypes: ["Ingress"] }),
+    policy(ctx, names.defaultDeny, {
+      podSelector: {},
+      policyTypes: cfg.hardening.egress.restrict ? ["Ingress", "Egress"] : ["Ingress"],
+    }),
     policy(ctx, names.schedulerComm, {
       podSelector: scheduler,
       policyTypes: ["Ingress"],
@@ -81,8 +83,7 @@ export function networkPolicies(ctx: NetworkContext): NamedPolicy[] {
       policyTypes: ["Ingress"],
       ingress: [
         {
-          // An empty podSelector without namespaceSelector: any pod in this namespace.
-          from: [{ podSelector: {} }],
+          from: [peer(instance, "runner"), ...dashboardPeers(cfg.hardening.dashboardFrom)],
           ports: [{ protocol: "TCP", port: cfg.scheduler.dashboardPort }],
         },
       ],
@@ -96,5 +97,6 @@ export function networkPolicies(ctx: NetworkContext): NamedPolicy[] {
         },
       ],
     }),
+    ...egressPolicySpecs(cfg, instance).map(({ name, spec }) => policy(ctx, name, spec)),
   ];
 }

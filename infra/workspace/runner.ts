@@ -18,6 +18,7 @@ import {
   restrictedPodSecurityContext,
   scratchVolume,
   scratchVolumeMount,
+  withEphemeralStorage,
 } from "./security.js";
 
 /** Where the study ConfigMap is mounted in the runner container. */
@@ -272,7 +273,11 @@ function resultsStorage(
     // runner.ephemeral: validation warned that these results die with the pod.
     const local = localResultsMountPath(job.results);
     if (local !== undefined) {
-      volumes.push({ name: "results", emptyDir: {} });
+      // Sized like the results volume it stands in for; counted in the pod's ephemeral storage.
+      volumes.push({
+        name: "results",
+        emptyDir: { sizeLimit: cfg.runner.resultsVolume.size.quantity },
+      });
       mounts.push({ name: "results", mountPath: local });
     }
   }
@@ -367,7 +372,7 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
               ...(cfg.runner.resultsSecret !== undefined
                 ? { envFrom: [{ secretRef: { name: cfg.runner.resultsSecret } }] }
                 : {}),
-              resources: { requests: resources, limits: resources },
+              resources: withEphemeralStorage(resources, cfg.hardening.storage.runner),
               securityContext: restrictedContainerSecurityContext(),
               volumeMounts: [
                 daskConfigMount(),
@@ -379,7 +384,7 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
           ],
           volumes: [
             daskConfigVolume(ctx.names.daskConfig),
-            scratchVolume(),
+            scratchVolume(cfg.hardening.storage.runner),
             {
               name: "study",
               configMap: {

@@ -14,12 +14,14 @@ import {
 } from "./daskconfig.js";
 import { recommendedLabels, selectorLabels, type WorkspaceNames } from "./labels.js";
 import { type NodePlacement, placementFields } from "./placement.js";
+import { schedulerLivenessProbe, schedulerReadinessProbe } from "./probes.js";
 import {
   SCRATCH_DIR,
   restrictedContainerSecurityContext,
   restrictedPodSecurityContext,
   scratchVolume,
   scratchVolumeMount,
+  withEphemeralStorage,
 } from "./security.js";
 
 /** Named container/Service ports; NetworkPolicies and probes refer to these numbers. */
@@ -50,25 +52,16 @@ export function workspaceSchedulerAddress(cfg: WorkspaceConfig, names: Workspace
 }
 
 /**
- * Probes on the dashboard's `/health` route. Readiness keeps workers from being pointed at a
- * scheduler that is not listening yet. Liveness is deliberately slow to fire (2 minutes
- * unresponsive): the scheduler holds every task's state, and a restart loses the whole study's
- * in-flight results, so a scheduler briefly blocked by a large graph must not be killed.
+ * Readiness and liveness on the dashboard's `/health` route, each with its own timing
+ * (infra/workspace/probes.ts): readiness quick, liveness lenient and measured.
  */
 export function schedulerProbes(): {
   readinessProbe: k8s.types.input.core.v1.Probe;
   livenessProbe: k8s.types.input.core.v1.Probe;
 } {
-  const httpGet = { path: "/health", port: DASHBOARD_PORT_NAME };
   return {
-    readinessProbe: { httpGet, initialDelaySeconds: 5, periodSeconds: 10, timeoutSeconds: 5 },
-    livenessProbe: {
-      httpGet,
-      initialDelaySeconds: 30,
-      periodSeconds: 20,
-      timeoutSeconds: 10,
-      failureThreshold: 6,
-    },
+    readinessProbe: schedulerReadinessProbe(DASHBOARD_PORT_NAME),
+    livenessProbe: schedulerLivenessProbe(DASHBOARD_PORT_NAME),
   };
 }
 
@@ -118,13 +111,16 @@ export function schedulerDeployment(ctx: SchedulerContext): k8s.types.input.apps
                   protocol: "TCP",
                 },
               ],
-              resources: { requests: resources, limits: resources },
+              resources: withEphemeralStorage(resources, cfg.hardening.storage.scheduler),
               ...schedulerProbes(),
               securityContext: restrictedContainerSecurityContext(),
               volumeMounts: [daskConfigMount(), scratchVolumeMount()],
             },
           ],
-          volumes: [daskConfigVolume(names.daskConfig), scratchVolume()],
+          volumes: [
+            daskConfigVolume(names.daskConfig),
+            scratchVolume(cfg.hardening.storage.scheduler),
+          ],
         },
       },
     },
@@ -165,7 +161,10 @@ export function schedulerService(ctx: SchedulerContext): k8s.types.input.core.v1
 /**
  * `minAvailable: 1` on the single scheduler: a voluntary eviction (node drain, cluster
  * autoscaler) waits instead of silently destroying the study's state. An operator who really
- * wants to drain the node deletes the pod (or the workspace) on purpose.
+ * wants to drain the node deletes the pod (or the workspace) on purpose, or sets
+ * `scheduler.disruptionBudget: false` for the maintenance (then `index.ts` creates no budget).
+ * `unhealthyPodEvictionPolicy: AlwaysAllow`: a scheduler that is not Ready (crash-looping,
+ * stuck starting) holds no state worth protecting, so it never blocks a drain.
  */
 export function schedulerDisruptionBudget(
   ctx: SchedulerContext,
@@ -179,6 +178,10 @@ export function schedulerDisruptionBudget(
       namespace: cfg.namespace,
       labels: recommendedLabels(instance, "scheduler", cfg.images.dask),
     },
-    spec: { minAvailable: 1, selector: { matchLabels: selectorLabels(instance, "scheduler") } },
+    spec: {
+      minAvailable: 1,
+      unhealthyPodEvictionPolicy: "AlwaysAllow",
+      selector: { matchLabels: selectorLabels(instance, "scheduler") },
+    },
   };
 }

@@ -6,6 +6,7 @@
  * it (see `namespaceLabels`) and any object that slips below it is refused by the API server.
  */
 import type * as k8s from "@pulumi/kubernetes";
+import type { PodStorage } from "../config-security.js";
 
 export type SecurityContext = k8s.types.input.core.v1.SecurityContext;
 export type PodSecurityContext = k8s.types.input.core.v1.PodSecurityContext;
@@ -16,7 +17,7 @@ export type VolumeMount = k8s.types.input.core.v1.VolumeMount;
  * The numeric user (and group) the containers run as. Numeric, because `runAsNonRoot` can only be
  * verified by the kubelet for a numeric user; the images in `images/` create this user.
  */
-export const RUN_AS_USER = 1000;
+export const RUN_AS_USER = 10001;
 
 /** Pod-level: non-root, a fixed uid/gid, files on volumes owned by that group, seccomp on. */
 export function restrictedPodSecurityContext(): PodSecurityContext {
@@ -53,12 +54,28 @@ export const SCRATCH_DIR = "/tmp";
 /**
  * The scratch volume: `/tmp` as an emptyDir. Dask's local directory (worker spill files, the
  * scheduler's and nanny's lock files) defaults to `<tempdir>/dask-scratch-space`, i.e. under
- * `/tmp`, so this one volume is what lets every Dask process run on a read-only root. No size
- * limit: how much a worker spills is the study's business, and the node's ephemeral-storage
- * eviction still protects the node.
+ * `/tmp`, so this one volume is what lets every Dask process run on a read-only root. Its
+ * `sizeLimit` (from `workers.spillStorage` / `*.scratchStorage`, infra/config-security.ts) makes
+ * the kubelet evict a pod that spills past it instead of letting one study fill the node's disk
+ * and get every pod on the node evicted.
  */
-export function scratchVolume(): Volume {
-  return { name: "scratch", emptyDir: {} };
+export function scratchVolume(storage?: PodStorage): Volume {
+  return {
+    name: "scratch",
+    emptyDir: storage === undefined ? {} : { sizeLimit: storage.scratch.quantity },
+  };
+}
+
+/**
+ * A container's resources with its ephemeral storage added: request = limit, so the scheduler
+ * only places the pod where its disk is free and the kubelet evicts it at that limit.
+ */
+export function withEphemeralStorage(
+  resources: Record<string, string>,
+  storage: PodStorage,
+): { requests: Record<string, string>; limits: Record<string, string> } {
+  const all = { ...resources, "ephemeral-storage": storage.ephemeral.quantity };
+  return { requests: all, limits: all };
 }
 
 export function scratchVolumeMount(): VolumeMount {

@@ -14,12 +14,14 @@ import {
 } from "./daskconfig.js";
 import { recommendedLabels, selectorLabels, type WorkspaceNames } from "./labels.js";
 import { type NodePlacement, placementFields } from "./placement.js";
+import { NANNY_PRELOAD_ARGS, workerLivenessProbe } from "./probes.js";
 import {
   SCRATCH_DIR,
   restrictedContainerSecurityContext,
   restrictedPodSecurityContext,
   scratchVolume,
   scratchVolumeMount,
+  withEphemeralStorage,
 } from "./security.js";
 
 /** The env var holding the pod's name (downward API); `--name` and the preStop hook use it. */
@@ -118,14 +120,20 @@ export function workerDeployment(ctx: WorkersContext): k8s.types.input.apps.v1.D
               imagePullPolicy: cfg.images.pullPolicy,
               // `$(POD_NAME)` is expanded by the kubelet from the env below: each process is
               // named `<pod>-<i>`, which is what the preStop hook retires by prefix.
-              command: workerCommand(cfg, {
-                schedulerAddress: ctx.schedulerAddress,
-                name: `$(${POD_NAME_ENV})`,
-              }),
+              command: [
+                ...workerCommand(cfg, {
+                  schedulerAddress: ctx.schedulerAddress,
+                  name: `$(${POD_NAME_ENV})`,
+                }),
+                // The nanny heartbeat behind the liveness probe (infra/workspace/probes.ts).
+                ...NANNY_PRELOAD_ARGS,
+              ],
               env: workerContainerEnv(cfg),
-              resources: { requests: resources, limits: resources },
-              // No liveness probe: the nanny already restarts a stuck or over-budget worker
-              // process; a kubelet restart would kill all N processes and their results at once.
+              resources: withEphemeralStorage(resources, cfg.hardening.storage.worker),
+              // Liveness watches the nanny host loop only (its heartbeat file), never a worker
+              // process: the nanny itself restarts a stuck or over-budget worker process, and a
+              // kubelet restart would kill all N processes and their results at once.
+              livenessProbe: workerLivenessProbe(),
               lifecycle: {
                 preStop: { exec: { command: workerPreStopCommand(cfg, ctx.schedulerAddress) } },
               },
@@ -133,7 +141,10 @@ export function workerDeployment(ctx: WorkersContext): k8s.types.input.apps.v1.D
               volumeMounts: [daskConfigMount(), scratchVolumeMount()],
             },
           ],
-          volumes: [daskConfigVolume(names.daskConfig), scratchVolume()],
+          volumes: [
+            daskConfigVolume(names.daskConfig),
+            scratchVolume(cfg.hardening.storage.worker),
+          ],
         },
       },
     },

@@ -222,14 +222,15 @@ start kwok "$BIN/kwok" --kubeconfig "$KUBECONFIG" --config "$CACHE/share/kwok-st
   --manage-all-nodes=false --manage-nodes-with-annotation-selector kwok.x-k8s.io/node=fake \
   --cidr 10.244.0.0/16 --node-ip 10.0.0.2 --server-address "127.0.0.1:$KWOK_PORT" \
   --node-lease-duration-seconds 40
-# Two simulated nodes, big enough for the local stack's pods.
+# Two simulated nodes, big enough for the local stack's pods (ephemeral-storage too: every
+# workspace container requests some, and a node that reports none fits no pod).
 for n in 0 1; do
   api POST /api/v1/nodes "$(
     cat <<EOF
 {"apiVersion":"v1","kind":"Node","metadata":{"name":"kwok-node-$n",
  "annotations":{"kwok.x-k8s.io/node":"fake","node.alpha.kubernetes.io/ttl":"0"},
  "labels":{"kubernetes.io/hostname":"kwok-node-$n","kubernetes.io/os":"linux","kubernetes.io/arch":"amd64","type":"kwok"}},
- "status":{"capacity":{"cpu":"32","memory":"256Gi","pods":"110"},"allocatable":{"cpu":"32","memory":"256Gi","pods":"110"}}}
+ "status":{"capacity":{"cpu":"32","memory":"256Gi","ephemeral-storage":"200Gi","pods":"110"},"allocatable":{"cpu":"32","memory":"256Gi","ephemeral-storage":"200Gi","pods":"110"}}}
 EOF
   )" >/dev/null
 done
