@@ -12,6 +12,7 @@
  */
 import { z } from "zod";
 import { aksDefaultOsDiskGiB, nodeEphemeralBytes } from "./node-disk.js";
+import { VNET_PLAN } from "./azure/security.js";
 import { fitPod, WORKER_POOL_MAX_PODS } from "./azure/vm-sizes.js";
 import type { Problem } from "./errors.js";
 import { formatQuantity, parseQuantity, QuantityError } from "./memory.js";
@@ -329,7 +330,28 @@ export interface HardeningInput {
   images: { dask: string; runner: string };
   /** Results URIs of every job (an object-store URI opens the object-store egress rule). */
   jobResults: string[];
-  azure?: { workerPool: { vmSize: string }; kubernetesVersion?: string };
+  azure?: {
+    workerPool: { vmSize: string };
+    kubernetesVersion?: string;
+    /** With a private endpoint, blob traffic goes to the endpoint subnet (a private range). */
+    storage?: { privateEndpoint?: boolean };
+  };
+}
+
+/**
+ * The object-store egress destinations. On Azure with `azure.storage.privateEndpoint`, the
+ * blob endpoint resolves to the private endpoint's subnet, which the default public-only range
+ * excludes, so that subnet is always added.
+ */
+export function objectStoreEgress(input: Pick<HardeningInput, "target" | "azure" | "network">): {
+  cidrs: string[];
+  ports: number[];
+} {
+  const { cidrs, ports } = input.network.objectStore;
+  const privateEndpoint =
+    input.target === "azure" && input.azure?.storage?.privateEndpoint === true;
+  if (!privateEndpoint || cidrs.includes(VNET_PLAN.endpoints)) return { cidrs, ports };
+  return { cidrs: [...cidrs, VNET_PLAN.endpoints], ports };
 }
 
 /**
@@ -403,7 +425,7 @@ export function resolveHardening(input: HardeningInput): {
     egress: {
       restrict: input.network.restrictEgress,
       apiServer: input.network.apiServer,
-      ...(usesObjectStore ? { objectStore: input.network.objectStore } : {}),
+      ...(usesObjectStore ? { objectStore: objectStoreEgress(input) } : {}),
       extra: input.network.extraEgress,
     },
   };

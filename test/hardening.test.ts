@@ -16,6 +16,7 @@ import {
   imageTagWarnings,
   LINK_LOCAL,
   nodeDiskProblems,
+  objectStoreEgress,
   parseCidr,
 } from "../infra/config-security.js";
 import { aksDefaultOsDiskGiB, nodeEphemeralBytes } from "../infra/node-disk.js";
@@ -492,5 +493,26 @@ describe("images", () => {
       'images.dask: "repo/dask@sha256:abc": the digest must be sha256: followed by 64 lower-case hex digits (npm run images:build prints each pushed image as repo@sha256:...)',
       `images.runner: "@sha256:${digest}" has a digest but no repository`,
     ]);
+  });
+});
+
+describe("object-store egress with an Azure private endpoint", () => {
+  const network = {
+    objectStore: { cidrs: ["0.0.0.0/0"], ports: [443] },
+  } as Parameters<typeof objectStoreEgress>[0]["network"];
+  it("adds the private endpoint subnet on azure when storage.privateEndpoint is on", () => {
+    const azure = { workerPool: { vmSize: "Standard_E4s_v5" }, storage: { privateEndpoint: true } };
+    expect(objectStoreEgress({ target: "azure", azure, network }).cidrs).toEqual([
+      "0.0.0.0/0",
+      "10.240.4.0/24",
+    ]);
+  });
+  it("leaves the ranges alone without a private endpoint or off azure", () => {
+    const azure = {
+      workerPool: { vmSize: "Standard_E4s_v5" },
+      storage: { privateEndpoint: false },
+    };
+    expect(objectStoreEgress({ target: "azure", azure, network }).cidrs).toEqual(["0.0.0.0/0"]);
+    expect(objectStoreEgress({ target: "kubernetes", network }).cidrs).toEqual(["0.0.0.0/0"]);
   });
 });
