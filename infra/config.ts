@@ -16,6 +16,7 @@ import { parse as parseYaml } from "yaml";
 import { z } from "zod";
 import { azureFitProblems } from "./azure/vm-sizes.js";
 import { misspeltNamespaceProblems, resultsProblems, resultsUriProblem } from "./config-results.js";
+import { resolveTls, TlsSchema } from "./config-tls.js";
 import { ConfigError, formatProblems, type Problem } from "./errors.js";
 import {
   formatQuantity,
@@ -549,6 +550,8 @@ export const StackConfigSchema = z
     jobs: z.record(z.string(), JobSchema).default({}),
     /** Required when target is azure. */
     azure: AzureSchema.optional(),
+    /** Dask TLS (infra/config-tls.ts). */
+    tls: TlsSchema.prefault({}),
   })
   .superRefine(
     (c, ctx) => {
@@ -893,6 +896,9 @@ export function parseWorkspaceConfig(
   warnings.push(...durable.warnings);
   if (durable.problems.length > 0) return { ok: false, problems: durable.problems, warnings };
 
+  const tls = resolveTls(c.target, c.tls);
+  warnings.push(...tls.warnings);
+
   const config: WorkspaceConfig = {
     target: c.target,
     namespace: c.namespace ?? defaultNamespace(opts.stack),
@@ -943,6 +949,7 @@ export function parseWorkspaceConfig(
       memory: c.runner.memory,
     },
     jobs,
+    tls: tls.tls,
     ...(c.target === "azure" && c.azure !== undefined
       ? {
           azure: {
@@ -1072,6 +1079,7 @@ const STRUCTURED_KEYS = new Set([
   "runner",
   "jobs",
   "azure",
+  "tls",
 ]);
 
 /** The nearest directory at or above `start` that holds Pulumi.yaml (the project root). */

@@ -21,6 +21,9 @@ import forge from "node-forge";
 
 const generateKeyPairAsync = promisify(generateKeyPair);
 
+/** Where pods mount the TLS Secret (outside `/etc/dask`, whose YAML files Dask reads as config). */
+export const TLS_MOUNT_DIR = "/etc/dask-tls";
+
 /** The file names inside the TLS directory; also the keys of a `kubernetes.io/tls` Secret. */
 export const TLS_FILES = { ca: "ca.crt", cert: "tls.crt", key: "tls.key" } as const;
 

@@ -9,6 +9,8 @@
  */
 
 /** Bytes, as an exact integer. */
+import type { TlsConfig } from "./config-tls.js";
+
 export type Bytes = number;
 
 /** A memory amount as both the user's Kubernetes quantity and its exact byte count. */
@@ -220,4 +222,6 @@ export interface WorkspaceConfig {
   jobs: JobConfig[];
   /** Present when target is `azure`. */
   azure?: AzureConfig;
+  /** Dask TLS (`infra/config-tls.ts`); absent means off. */
+  tls?: TlsConfig;
 }

@@ -28,6 +28,7 @@ import {
   schedulerService,
   workspaceSchedulerAddress,
 } from "./scheduler.js";
+import { workspaceTlsSecret } from "./tls-secret.js";
 import { workerDeployment } from "./workers.js";
 
 export type { NodePlacement } from "./placement.js";
@@ -108,7 +109,9 @@ export class DaskWorkspace extends pulumi.ComponentResource {
       ({ name: policyName, manifest }) =>
         new k8s.networking.v1.NetworkPolicy(policyName, manifest, inNamespace),
     );
-    const afterPolicies = { ...child, dependsOn: [namespace, daskConfig, ...policies] };
+    // Dask TLS: the Secret the Dask pods mount (none when tls.enabled is false).
+    const tls = workspaceTlsSecret({ cfg, instance: name, names, opts: inNamespace });
+    const afterPolicies = { ...child, dependsOn: [namespace, daskConfig, ...policies, ...tls] };
 
     const schedulerCtx = {
       cfg,

@@ -19,6 +19,7 @@ import {
   scratchVolume,
   scratchVolumeMount,
 } from "./security.js";
+import { tlsVolumeMounts, tlsVolumes } from "./tls.js";
 
 /** Where the study ConfigMap is mounted in the runner container. */
 export const STUDY_DIR = "/study";
@@ -374,6 +375,7 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
                 scratchVolumeMount(),
                 { name: "study", mountPath: STUDY_DIR, readOnly: true },
                 ...storage.mounts,
+                ...tlsVolumeMounts(cfg),
               ],
             },
           ],
@@ -388,6 +390,7 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
               },
             },
             ...storage.volumes,
+            ...tlsVolumes(cfg, instance, ctx.names),
           ],
         },
       },

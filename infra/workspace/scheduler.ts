@@ -21,6 +21,7 @@ import {
   scratchVolume,
   scratchVolumeMount,
 } from "./security.js";
+import { tlsVolumeMounts, tlsVolumes } from "./tls.js";
 
 /** Named container/Service ports; NetworkPolicies and probes refer to these numbers. */
 export const COMM_PORT_NAME = "tcp-comm";
@@ -121,10 +122,14 @@ export function schedulerDeployment(ctx: SchedulerContext): k8s.types.input.apps
               resources: { requests: resources, limits: resources },
               ...schedulerProbes(),
               securityContext: restrictedContainerSecurityContext(),
-              volumeMounts: [daskConfigMount(), scratchVolumeMount()],
+              volumeMounts: [daskConfigMount(), scratchVolumeMount(), ...tlsVolumeMounts(cfg)],
             },
           ],
-          volumes: [daskConfigVolume(names.daskConfig), scratchVolume()],
+          volumes: [
+            daskConfigVolume(names.daskConfig),
+            scratchVolume(),
+            ...tlsVolumes(cfg, instance, names),
+          ],
         },
       },
     },

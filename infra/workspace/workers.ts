@@ -21,6 +21,7 @@ import {
   scratchVolume,
   scratchVolumeMount,
 } from "./security.js";
+import { tlsVolumeMounts, tlsVolumes } from "./tls.js";
 
 /** The env var holding the pod's name (downward API); `--name` and the preStop hook use it. */
 export const POD_NAME_ENV = "POD_NAME";
@@ -130,10 +131,14 @@ export function workerDeployment(ctx: WorkersContext): k8s.types.input.apps.v1.D
                 preStop: { exec: { command: workerPreStopCommand(cfg, ctx.schedulerAddress) } },
               },
               securityContext: restrictedContainerSecurityContext(),
-              volumeMounts: [daskConfigMount(), scratchVolumeMount()],
+              volumeMounts: [daskConfigMount(), scratchVolumeMount(), ...tlsVolumeMounts(cfg)],
             },
           ],
-          volumes: [daskConfigVolume(names.daskConfig), scratchVolume()],
+          volumes: [
+            daskConfigVolume(names.daskConfig),
+            scratchVolume(),
+            ...tlsVolumes(cfg, instance, names),
+          ],
         },
       },
     },
