@@ -645,6 +645,26 @@ def tls_report(t: dict[str, Any], res: dict[str, Any]) -> list[str]:
     return lines
 
 
+TLS_BEGIN = "<!-- section 6 (--only tls) begin -->"
+TLS_END = "<!-- section 6 (--only tls) end -->"
+
+
+def tls_block(text: str) -> str | None:
+    """The section-6 block of a REPORT.md text, markers included (None when absent)."""
+    start, end = text.find(TLS_BEGIN), text.find(TLS_END)
+    if start < 0 or end < start:
+        return None
+    return text[start : end + len(TLS_END)]
+
+
+def with_tls_block(text: str, block: str) -> str:
+    """``text`` with its section-6 block replaced by ``block`` (appended when it has none)."""
+    old = tls_block(text)
+    if old is not None:
+        return text.replace(old, block)
+    return text.rstrip("\n") + "\n\n" + block + "\n"
+
+
 def fmt(v: Any, nd: int = 2) -> str:
     if v is None:
         return "-"
@@ -1069,7 +1089,11 @@ def finish(res: dict[str, Any], *, out_dir: pathlib.Path) -> int:
         json.dumps(res, indent=2, default=str) + "\n"
     )
     plot(res, out_dir / "report.png")
-    (out_dir / "REPORT.md").write_text(report(res, goals))
+    # Section 6 (TLS) is measured alone (--only tls): a full run keeps its last block.
+    previous = (out_dir / "REPORT.md").read_text() if (out_dir / "REPORT.md").exists() else ""
+    kept = tls_block(previous)
+    text = report(res, goals)
+    (out_dir / "REPORT.md").write_text(text if kept is None else with_tls_block(text, kept))
     for g in goals.values():
         logger.info(
             "%s  %s: %s", "MET " if g["met"] else "MISS", g["goal"], g["reached"]
@@ -1184,7 +1208,12 @@ def main() -> int:
         (a.out_dir / "results").mkdir(parents=True, exist_ok=True)
         path = a.out_dir / "results" / "tls-only.json"
         path.write_text(json.dumps(res, indent=2, default=str) + "\n")
-        print("\n".join(tls_report(t, res)))
+        block = "\n".join([TLS_BEGIN, *tls_report(t, res), TLS_END])
+        report_md = a.out_dir / "REPORT.md"
+        before = report_md.read_text() if report_md.exists() else ""
+        report_md.write_text(with_tls_block(before, block))
+        print(block)
+        logger.info("wrote section 6 into %s", report_md)
         return 0
     if a.only == "chunking":
         with tempfile.TemporaryDirectory(prefix="workspace-bench-") as tmp:
