@@ -76,7 +76,10 @@ export interface DaskWorkspaceArgs {
 export class DaskWorkspace extends pulumi.ComponentResource {
   /** The namespace every object lives in. */
   public readonly namespace: pulumi.Output<string>;
-  /** `tcp://<scheduler-service>.<namespace>.svc:<port>`, for workers, runners and `Client(...)`. */
+  /**
+   * `tcp://<scheduler-service>.<namespace>.svc:<port>` (`tls://` with `tls.enabled`), for
+   * workers, runners and `Client(...)`.
+   */
   public readonly schedulerAddress: pulumi.Output<string>;
   /** The scheduler's dashboard (HTTP) port on its Service. */
   public readonly dashboardPort: pulumi.Output<number>;
