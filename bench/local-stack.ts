@@ -54,7 +54,7 @@ const withTls =
     ? stackCfg
     : {
         ...stackCfg,
-        tls: { validityDays: 1, rotation: 0, ...stackCfg.tls, enabled: tlsFlag === "on" },
+        tls: { validityDays: 1, rotation: 0, ...stackCfg.tls, enabled: tlsFlag === "on" }, // a bench run lives minutes,
       };
 const cfg = withPorts(withTls, {
   port: Number(flag(argv, "--port", "8786")),

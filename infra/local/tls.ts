@@ -6,7 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as tls from "node:tls";
-import { tlsEnabled } from "../config-tls.js";
+import { DEFAULT_TLS_VALIDITY_DAYS, tlsEnabled } from "../config-tls.js";
 import { generateTlsMaterial, TLS_FILES, type TlsSpec, writeTlsFiles } from "../tls.js";
 import type { WorkspaceConfig } from "../types.js";
 
@@ -17,7 +17,7 @@ export function localTlsSpec(cfg: WorkspaceConfig): TlsSpec {
     commonName: "127.0.0.1",
     dnsNames: ["localhost"],
     ipAddresses: ["127.0.0.1"],
-    validityDays: cfg.tls?.validityDays ?? 1,
+    validityDays: cfg.tls?.validityDays ?? DEFAULT_TLS_VALIDITY_DAYS,
   };
 }
 

@@ -11,7 +11,7 @@
  */
 import type * as k8s from "@pulumi/kubernetes";
 import type * as pulumi from "@pulumi/pulumi";
-import { tlsEnabled } from "../config-tls.js";
+import { DEFAULT_TLS_VALIDITY_DAYS, tlsEnabled } from "../config-tls.js";
 import { TLS_FILES, TLS_MOUNT_DIR, type TlsMaterial, type TlsSpec, tlsSpecHash } from "../tls.js";
 import type { WorkspaceConfig } from "../types.js";
 import { recommendedLabels, type WorkspaceNames } from "./labels.js";
@@ -38,7 +38,7 @@ export function workspaceTlsSpec(cfg: WorkspaceConfig, names: WorkspaceNames): T
     commonName: `${svc}.${ns}.svc`,
     dnsNames: [svc, `${svc}.${ns}`, `${svc}.${ns}.svc`, `${svc}.${ns}.svc.cluster.local`],
     ipAddresses: [],
-    validityDays: cfg.tls?.validityDays ?? 0,
+    validityDays: cfg.tls?.validityDays ?? DEFAULT_TLS_VALIDITY_DAYS,
   };
 }
 
