@@ -54,7 +54,8 @@ const withTls =
     ? stackCfg
     : {
         ...stackCfg,
-        tls: { validityDays: 1, rotation: 0, ...stackCfg.tls, enabled: tlsFlag === "on" }, // a bench run lives minutes,
+        // Without a tls key in the stack: one day of validity is plenty for a bench run.
+        tls: { validityDays: 1, rotation: 0, ...stackCfg.tls, enabled: tlsFlag === "on" },
       };
 const cfg = withPorts(withTls, {
   port: Number(flag(argv, "--port", "8786")),
