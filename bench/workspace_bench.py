@@ -576,10 +576,12 @@ def tls_section(
                             chunking,
                         )
                     )
+        comm = comm_probe(wss, blocks=20, per_block=50, payload_mib=8)
     finally:
         for ws in wss.values():
             ws.stop()
     out: dict[str, Any] = {
+        "comm": comm,
         "stack": stack,
         "groups": large_p,
         "replicates": tiny_reps,
@@ -613,6 +615,59 @@ def tls_section(
     return out
 
 
+def _noop() -> None:
+    return None
+
+
+def comm_probe(
+    wss: dict[str, Workspace], *, blocks: int, per_block: int, payload_mib: int
+) -> dict[str, Any]:
+    """What TLS costs per message and per byte, without the runner: a client per workspace
+    times ``per_block`` round trips of an empty task (client -> scheduler -> worker and back),
+    then a ``payload_mib`` MiB scatter + gather, in ``blocks`` short blocks that alternate
+    between the workspaces (off, on, on, off, ...), so load changes hit both alike."""
+    from distributed import Client
+
+    clients = {
+        n: Client(ws.address, timeout=60, set_as_default=False, security=ws.security)
+        for n, ws in wss.items()
+    }
+    payload = os.urandom(payload_mib * MIB)
+    rt: dict[str, list[float]] = {n: [] for n in clients}
+    xfer: dict[str, list[float]] = {n: [] for n in clients}
+    try:
+        for b in range(blocks):
+            for n in ("off", "on") if b % 2 == 0 else ("on", "off"):
+                c = clients[n]
+                t = time.perf_counter()
+                for _ in range(per_block):
+                    c.submit(_noop, pure=False).result()
+                rt[n].append((time.perf_counter() - t) / per_block)
+                t = time.perf_counter()
+                fut = c.scatter(payload, hash=False)
+                c.gather(fut)
+                xfer[n].append(time.perf_counter() - t)
+                del fut
+    finally:
+        for c in clients.values():
+            c.close()
+    med_rt = {n: statistics.median(v) for n, v in rt.items()}
+    med_x = {n: statistics.median(v) for n, v in xfer.items()}
+    return {
+        "blocks": blocks,
+        "per_block": per_block,
+        "payload_mib": payload_mib,
+        "round_trip_ms": {n: [round(1000 * x, 2) for x in v] for n, v in rt.items()},
+        "median_round_trip_ms": {n: round(1000 * v, 2) for n, v in med_rt.items()},
+        "round_trip_ratio_on_off": round(med_rt["on"] / med_rt["off"], 3),
+        "transfer_seconds": {n: [round(x, 3) for x in v] for n, v in xfer.items()},
+        "median_transfer_mib_per_s": {
+            n: round(2 * payload_mib / v, 1) for n, v in med_x.items()
+        },
+        "transfer_ratio_on_off": round(med_x["on"] / med_x["off"], 3),
+    }
+
+
 def tls_report(t: dict[str, Any], res: dict[str, Any]) -> list[str]:
     """Section 6 as Markdown (written into REPORT.md by hand after an ``--only tls`` run)."""
     m = res["machine"]
@@ -641,7 +696,18 @@ def tls_report(t: dict[str, Any], res: dict[str, Any]) -> list[str]:
             f"| {med['off']:.1f} | {med['on']:.1f} | **{c['ratio_on_off']:.2f}×** "
             f"| {rss['off']:.0f} / {rss['on']:.0f} |"
         )
-    lines.append("")
+    c = t["comm"]
+    rt, mbs = c["median_round_trip_ms"], c["median_transfer_mib_per_s"]
+    lines += [
+        "",
+        f"Without the runner, on the same two workspaces ({c['blocks']} alternating blocks "
+        f"each): an empty task's round trip (client → scheduler → worker and back, "
+        f"{c['per_block']} per block) took a median {rt['off']:.2f} ms plain and "
+        f"{rt['on']:.2f} ms with TLS (**{c['round_trip_ratio_on_off']:.2f}×**); a "
+        f"{c['payload_mib']} MiB scatter + gather moved {mbs['off']:.0f} MiB/s plain and "
+        f"{mbs['on']:.0f} MiB/s with TLS (time ratio **{c['transfer_ratio_on_off']:.2f}×**).",
+        "",
+    ]
     return lines
 
 
