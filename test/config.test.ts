@@ -362,6 +362,7 @@ describe("good configs", () => {
         memory: { bytes: GiB, quantity: "1Gi" },
       },
       jobs: [],
+      tls: { enabled: false, validityDays: 3650, rotation: 0 },
     });
   });
 
