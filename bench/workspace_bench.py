@@ -22,6 +22,10 @@ RSS of every worker process, the scheduler and the runner is sampled with psutil
 
     .venv/bin/python bench/workspace_bench.py [--groups 240] [--windows 8,16] [--quick]
     .venv/bin/python bench/workspace_bench.py --only chunking   # section 5 alone (JSON only)
+    .venv/bin/python bench/workspace_bench.py --only tls        # section 6 alone (JSON + Markdown)
+
+6. (``--only tls``, not part of the full run) the trivial-task study on two workspaces of the
+   local stack, plain TCP and Dask TLS (``tls.enabled``), runs interleaved: what TLS costs.
 """
 
 # ruff: noqa: RUF001 -- the report is for people: the sigma and times signs are meant
@@ -38,6 +42,7 @@ import pathlib
 import platform
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,17 +69,38 @@ def free_port() -> int:
 # -- the local workspace ------------------------------------------------------------------------
 
 
+def tls_security(tls_dir: str | None) -> Any:
+    """The bench process's own client settings for a TLS workspace (None: plain TCP). The
+    runner and workers read the same files from the workspace's Dask config."""
+    if tls_dir is None:
+        return None
+    from distributed.security import Security
+
+    d = pathlib.Path(tls_dir)
+    return Security(
+        tls_ca_file=str(d / "ca.crt"),
+        tls_client_cert=str(d / "tls.crt"),
+        tls_client_key=str(d / "tls.key"),
+        require_encryption=True,
+    )
+
+
 class Workspace:
     """Scheduler + worker pods started from the stack's commands (bench/local-stack.ts)."""
 
-    def __init__(self, *, work: pathlib.Path, stack: str) -> None:
-        """``stack``: a stack name (``Pulumi.<stack>.yaml``) or a stack config file path."""
+    def __init__(
+        self, *, work: pathlib.Path, stack: str, tls: bool | None = None
+    ) -> None:
+        """``stack``: a stack name (``Pulumi.<stack>.yaml``) or a stack config file path;
+        ``tls``: override the stack's ``tls.enabled`` (certificates go to ``work/tls``)."""
         port, dash = free_port(), free_port()
         which = (
             ["--config-file", stack]
             if stack.endswith((".yaml", ".yml"))
             else ["--stack", stack]
         )
+        if tls is not None:
+            which += ["--tls", "on" if tls else "off", "--tls-dir", str(work / "tls")]
         out = subprocess.run(
             [
                 "npx",
@@ -93,6 +119,7 @@ class Workspace:
         )
         self.spec: dict[str, Any] = json.loads(out.stdout)
         self.address: str = self.spec["address"]
+        self.security = tls_security(self.spec.get("tlsDir"))
         conf = work / "dask-config"
         conf.mkdir()
         (conf / "dask.yaml").write_text(self.spec["daskConfigYaml"])
@@ -127,7 +154,9 @@ class Workspace:
     def wait_for_workers(self) -> None:
         from distributed import Client
 
-        with Client(self.address, timeout=60, set_as_default=False) as client:
+        with Client(
+            self.address, timeout=60, set_as_default=False, security=self.security
+        ) as client:
             deadline = time.monotonic() + 120
             while len(client.scheduler_info(n_workers=-1)["workers"]) < self.nworkers:
                 if time.monotonic() > deadline:
@@ -501,6 +530,206 @@ def chunking_report(c: dict[str, Any]) -> list[str]:
 
 
 # -- report -------------------------------------------------------------------------------------
+
+
+# -- section 6: Dask TLS ------------------------------------------------------------------------
+
+
+def tls_section(
+    work: pathlib.Path,
+    *,
+    stack: str,
+    large_p: int,
+    tiny_reps: int,
+    tiny_window: int,
+    repeats: int,
+) -> dict[str, Any]:
+    """The trivial-task study of sections 3 to 5 (P groups of R instant replicates + 2 targets,
+    window W) on two workspaces of the same stack, plain TCP and Dask TLS, both up for the whole
+    section. Runs alternate off, on, on, off, ... so that a change in machine load hits both
+    alike; each chunking mode is measured (off: one task per replicate, the most messages per
+    group; auto: the default)."""
+    doc = study_doc(groups=large_p, median=0.0, sigma=0.0, reps=tiny_reps)
+    warm = study_doc(groups=8, median=0.01, sigma=0, reps=8)
+    wss: dict[str, Workspace] = {}
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        c: {"off": [], "on": []} for c in ("off", "auto")
+    }
+    try:
+        for name, on in (("off", False), ("on", True)):
+            (work / f"tls-{name}").mkdir()
+            wss[name] = Workspace(work=work / f"tls-{name}", stack=stack, tls=on)
+            logger.info("workspace %s TLS %s: %s", stack, name, wss[name].address)
+            run_runner(wss[name], work, f"tls-warm-{name}", warm)
+        for chunking in ("off", "auto"):
+            for i in range(repeats):
+                for name in ("off", "on") if i % 2 == 0 else ("on", "off"):
+                    runs[chunking][name].append(
+                        run_runner(
+                            wss[name],
+                            work,
+                            f"tls-{chunking}-{name}-{i}",
+                            doc,
+                            "--window",
+                            str(tiny_window),
+                            "--chunking",
+                            chunking,
+                        )
+                    )
+        comm = comm_probe(wss, blocks=20, per_block=50, payload_mib=8)
+    finally:
+        for ws in wss.values():
+            ws.stop()
+    out: dict[str, Any] = {
+        "comm": comm,
+        "stack": stack,
+        "groups": large_p,
+        "replicates": tiny_reps,
+        "window": tiny_window,
+        "repeats": repeats,
+        "addresses": {n: w.address for n, w in wss.items()},
+        "runs": runs,
+        "chunking": {},
+    }
+    for chunking, pair in runs.items():
+        gps = {n: [r["groups_per_second"] for r in rs] for n, rs in pair.items()}
+        med = {n: statistics.median(v) for n, v in gps.items()}
+        rss = {
+            n: statistics.median(r["peak_rss_mib"]["workers_total"] for r in rs)
+            for n, rs in pair.items()
+        }
+        out["chunking"][chunking] = {
+            "groups_per_second": gps,
+            "median_groups_per_second": med,
+            "ratio_on_off": round(med["on"] / med["off"], 3),
+            "median_worker_rss_mib": rss,
+            "tasks_submitted": pair["on"][0]["tasks_submitted"],
+        }
+        logger.info(
+            "TLS, chunking %s: %.1f groups/s plain, %.1f with TLS (%.2f×)",
+            chunking,
+            med["off"],
+            med["on"],
+            med["on"] / med["off"],
+        )
+    return out
+
+
+def comm_probe(
+    wss: dict[str, Workspace], *, blocks: int, per_block: int, payload_mib: int
+) -> dict[str, Any]:
+    """What TLS costs per message and per byte, without the runner: a client per workspace
+    times ``per_block`` round trips of an empty task (client -> scheduler -> worker and back),
+    then a ``payload_mib`` MiB scatter + gather, in ``blocks`` short blocks that alternate
+    between the workspaces (off, on, on, off, ...), so load changes hit both alike."""
+    from distributed import Client
+
+    clients = {
+        n: Client(ws.address, timeout=60, set_as_default=False, security=ws.security)
+        for n, ws in wss.items()
+    }
+    payload = os.urandom(payload_mib * MIB)
+    rt: dict[str, list[float]] = {n: [] for n in clients}
+    xfer: dict[str, list[float]] = {n: [] for n in clients}
+    try:
+        # Warm-up, not timed: connections (and their TLS handshakes) are opened once.
+        for c in clients.values():
+            c.submit(int, pure=False).result()
+            c.gather(c.scatter(payload, hash=False))
+        for b in range(blocks):
+            for n in ("off", "on") if b % 2 == 0 else ("on", "off"):
+                c = clients[n]
+                t = time.perf_counter()
+                for _ in range(per_block):
+                    # int() -> 0: an empty task any worker can unpickle (a builtin).
+                    c.submit(int, pure=False).result()
+                rt[n].append((time.perf_counter() - t) / per_block)
+                t = time.perf_counter()
+                fut = c.scatter(payload, hash=False)
+                c.gather(fut)
+                xfer[n].append(time.perf_counter() - t)
+                del fut
+    finally:
+        for c in clients.values():
+            c.close()
+    med_rt = {n: statistics.median(v) for n, v in rt.items()}
+    med_x = {n: statistics.median(v) for n, v in xfer.items()}
+    return {
+        "blocks": blocks,
+        "per_block": per_block,
+        "payload_mib": payload_mib,
+        "round_trip_ms": {n: [round(1000 * x, 2) for x in v] for n, v in rt.items()},
+        "median_round_trip_ms": {n: round(1000 * v, 2) for n, v in med_rt.items()},
+        "round_trip_ratio_on_off": round(med_rt["on"] / med_rt["off"], 3),
+        "transfer_seconds": {n: [round(x, 3) for x in v] for n, v in xfer.items()},
+        "median_transfer_mib_per_s": {
+            n: round(2 * payload_mib / v, 1) for n, v in med_x.items()
+        },
+        "transfer_ratio_on_off": round(med_x["on"] / med_x["off"], 3),
+    }
+
+
+def tls_report(t: dict[str, Any], res: dict[str, Any]) -> list[str]:
+    """Section 6 as Markdown (written into REPORT.md by hand after an ``--only tls`` run)."""
+    m = res["machine"]
+    lines = [
+        f"## 6. Dask TLS: plain TCP vs TLS on trivial tasks, P = {t['groups']} "
+        f"(R = {t['replicates']} + 2 targets, window W = {t['window']})",
+        "",
+        f"Two workspaces of the `{t['stack']}` stack up side by side, one plain "
+        f"(`{t['addresses']['off']}`), one with Dask TLS (`{t['addresses']['on']}`, "
+        "`tls.enabled: true`: mutual TLS with the certificates `npm run local` makes, "
+        "`require-encryption`), the same study on each, "
+        f"{t['repeats']} runs per cell in the order off, on, on, off, ... Measured "
+        f"{res['date']} with `{res['python_command']}` ({m['nproc']} cores shared with other "
+        f"work: load average {m['loadavg_start']} at start, {m['loadavg_end']} at end).",
+        "",
+        "| chunking | tasks per run | plain groups/s (each run) | TLS groups/s (each run) "
+        "| median plain | median TLS | TLS / plain | worker RSS plain / TLS (MiB) |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for chunking, c in t["chunking"].items():
+        each = {n: ", ".join(f"{x:.1f}" for x in v) for n, v in c["groups_per_second"].items()}
+        med = c["median_groups_per_second"]
+        rss = c["median_worker_rss_mib"]
+        lines.append(
+            f"| {chunking} | {c['tasks_submitted']} | {each['off']} | {each['on']} "
+            f"| {med['off']:.1f} | {med['on']:.1f} | **{c['ratio_on_off']:.2f}×** "
+            f"| {rss['off']:.0f} / {rss['on']:.0f} |"
+        )
+    c = t["comm"]
+    rt, mbs = c["median_round_trip_ms"], c["median_transfer_mib_per_s"]
+    lines += [
+        "",
+        f"Without the runner, on the same two workspaces ({c['blocks']} alternating blocks "
+        f"each): an empty task's round trip (client → scheduler → worker and back, "
+        f"{c['per_block']} per block) took a median {rt['off']:.2f} ms plain and "
+        f"{rt['on']:.2f} ms with TLS (**{c['round_trip_ratio_on_off']:.2f}×**); a "
+        f"{c['payload_mib']} MiB scatter + gather moved {mbs['off']:.0f} MiB/s plain and "
+        f"{mbs['on']:.0f} MiB/s with TLS (time ratio **{c['transfer_ratio_on_off']:.2f}×**).",
+        "",
+    ]
+    return lines
+
+
+TLS_BEGIN = "<!-- section 6 (--only tls) begin -->"
+TLS_END = "<!-- section 6 (--only tls) end -->"
+
+
+def tls_block(text: str) -> str | None:
+    """The section-6 block of a REPORT.md text, markers included (None when absent)."""
+    start, end = text.find(TLS_BEGIN), text.find(TLS_END)
+    if start < 0 or end < start:
+        return None
+    return text[start : end + len(TLS_END)]
+
+
+def with_tls_block(text: str, block: str) -> str:
+    """``text`` with its section-6 block replaced by ``block`` (appended when it has none)."""
+    old = tls_block(text)
+    if old is not None:
+        return text.replace(old, block)
+    return text.rstrip("\n") + "\n\n" + block + "\n"
 
 
 def fmt(v: Any, nd: int = 2) -> str:
@@ -927,7 +1156,11 @@ def finish(res: dict[str, Any], *, out_dir: pathlib.Path) -> int:
         json.dumps(res, indent=2, default=str) + "\n"
     )
     plot(res, out_dir / "report.png")
-    (out_dir / "REPORT.md").write_text(report(res, goals))
+    # Section 6 (TLS) is measured alone (--only tls): a full run keeps its last block.
+    previous = (out_dir / "REPORT.md").read_text() if (out_dir / "REPORT.md").exists() else ""
+    kept = tls_block(previous)
+    text = report(res, goals)
+    (out_dir / "REPORT.md").write_text(text if kept is None else with_tls_block(text, kept))
     for g in goals.values():
         logger.info(
             "%s  %s: %s", "MET " if g["met"] else "MISS", g["goal"], g["reached"]
@@ -970,8 +1203,11 @@ def main() -> int:
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument(
         "--only",
-        choices=["chunking"],
+        choices=["chunking", "tls"],
         help="run one section alone and write its JSON to <out-dir>/results/ (no REPORT.md)",
+    )
+    ap.add_argument(
+        "--tls-repeats", type=int, default=4, help="runs per cell of section 6 (--only tls)"
     )
     ap.add_argument("--out-dir", type=pathlib.Path, default=ROOT / "bench")
     ap.add_argument(
@@ -1023,6 +1259,29 @@ def main() -> int:
             "tiny_replicates": a.tiny_replicates,
         },
     }
+    if a.only == "tls":
+        with tempfile.TemporaryDirectory(prefix="workspace-bench-") as tmp:
+            t = tls_section(
+                pathlib.Path(tmp),
+                stack=a.stack,
+                large_p=a.large_p,
+                tiny_reps=a.tiny_replicates,
+                tiny_window=a.tiny_window,
+                repeats=2 if a.quick else a.tls_repeats,
+            )
+        res["machine"]["loadavg_end"] = " ".join(f"{x:.2f}" for x in os.getloadavg())
+        res["total_seconds"] = round(time.monotonic() - t0, 1)
+        res["tls"] = t
+        (a.out_dir / "results").mkdir(parents=True, exist_ok=True)
+        path = a.out_dir / "results" / "tls-only.json"
+        path.write_text(json.dumps(res, indent=2, default=str) + "\n")
+        block = "\n".join([TLS_BEGIN, *tls_report(t, res), TLS_END])
+        report_md = a.out_dir / "REPORT.md"
+        before = report_md.read_text() if report_md.exists() else ""
+        report_md.write_text(with_tls_block(before, block))
+        print(block)
+        logger.info("wrote section 6 into %s", report_md)
+        return 0
     if a.only == "chunking":
         with tempfile.TemporaryDirectory(prefix="workspace-bench-") as tmp:
             work = pathlib.Path(tmp)

@@ -29,6 +29,7 @@ import {
   schedulerHardeningKeys,
   workersHardeningKeys,
 } from "./config-security.js";
+import { resolveTls, TlsSchema } from "./config-tls.js";
 import { ConfigError, formatProblems, type Problem } from "./errors.js";
 import {
   formatQuantity,
@@ -565,6 +566,8 @@ export const StackConfigSchema = z
     azure: AzureSchema.optional(),
     /** Egress rules (infra/config-security.ts, docs/security.md). */
     network: NetworkSchema.prefault({}),
+    /** Dask TLS (infra/config-tls.ts). */
+    tls: TlsSchema.prefault({}),
   })
   .superRefine(
     (c, ctx) => {
@@ -917,6 +920,8 @@ export function parseWorkspaceConfig(
   });
   warnings.push(...hardened.warnings);
   if (hardened.problems.length > 0) return { ok: false, problems: hardened.problems, warnings };
+  const tls = resolveTls(c.target, c.tls);
+  warnings.push(...tls.warnings);
 
   const config: WorkspaceConfig = {
     target: c.target,
@@ -969,6 +974,7 @@ export function parseWorkspaceConfig(
     },
     jobs,
     hardening: hardened.hardening,
+    tls: tls.tls,
     ...(c.target === "azure" && c.azure !== undefined
       ? {
           azure: {
@@ -1103,6 +1109,7 @@ const STRUCTURED_KEYS = new Set([
   "jobs",
   "azure",
   "network",
+  "tls",
 ]);
 
 /** The nearest directory at or above `start` that holds Pulumi.yaml (the project root). */

@@ -85,7 +85,10 @@ const workspace = new DaskWorkspace("dask", { config, ...target });
 interface StackOutputs {
   /** The namespace of every workspace object. */
   namespace: pulumi.Output<string>;
-  /** `tcp://...`: pass to `Client(...)` from inside the cluster, or port-forward it. */
+  /**
+   * `tcp://...` (`tls://...` with `tls.enabled`): pass to `Client(...)` from inside the cluster,
+   * or port-forward it (with TLS, the client needs the certificates of the `dask-tls-*` Secret).
+   */
   schedulerAddress: pulumi.Output<string>;
   /** The dashboard port on the scheduler Service (`kubectl port-forward svc/dask-scheduler ...`). */
   dashboardPort: pulumi.Output<number>;

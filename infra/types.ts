@@ -7,9 +7,9 @@
  * Memory is always in **bytes** here (exact integers); the original Kubernetes quantity string is
  * kept beside it where a manifest needs to show it.
  */
-import type { Hardening } from "./config-security.js";
-
 import type { AzureSecurityConfig } from "./config-azure-security.js";
+import type { Hardening } from "./config-security.js";
+import type { TlsConfig } from "./config-tls.js";
 
 /** Bytes, as an exact integer. */
 export type Bytes = number;
@@ -226,4 +226,6 @@ export interface WorkspaceConfig {
   azure?: AzureConfig;
   /** Ephemeral storage, egress, dashboard sources, PDB switch (infra/config-security.ts). */
   hardening: Hardening;
+  /** Dask TLS (`infra/config-tls.ts`); absent means off. */
+  tls?: TlsConfig;
 }

@@ -387,6 +387,7 @@ describe("good configs", () => {
           extra: [],
         },
       },
+      tls: { enabled: false, validityDays: 3650, rotation: 0 },
     });
   });
 

@@ -43,6 +43,7 @@ import {
   runCgroupName,
 } from "./cgroup.js";
 import { podScratchDir, SpillWatch, spillSpaceWarning } from "./ephemeral.js";
+import { canConnectTls, prepareLocalTls } from "./tls.js";
 
 /** Everything binds here: a local workspace is never reachable from the network. */
 export const LOCAL_HOST = "127.0.0.1";
@@ -304,6 +305,8 @@ export class LocalWorkspace {
   readonly processes: ManagedProcess[] = [];
   readonly pods = new Map<string, { process: ManagedProcess; cgroup?: Cgroup }>();
   private runCgroup?: Cgroup;
+  /** The run's TLS files (tls.enabled), for the readiness probe. */
+  private tlsDir?: string;
   private readonly cgroups = new Map<string, Cgroup>();
   private stopping?: Promise<void>;
   private readonly spillWatches: SpillWatch[] = [];
@@ -318,7 +321,7 @@ export class LocalWorkspace {
     private readonly opts: LocalWorkspaceOptions,
   ) {}
 
-  /** `tcp://127.0.0.1:<port>` */
+  /** `tcp://127.0.0.1:<port>` (`tls://` with TLS) */
   get schedulerAddress(): string {
     return schedulerAddress(this.config, LOCAL_HOST);
   }
@@ -359,7 +362,9 @@ export class LocalWorkspace {
     const daskConfigDir = path.join(tmpDir, "dask");
     fs.mkdirSync(daskConfigDir);
     fs.mkdirSync(path.join(tmpDir, "logs"));
-    fs.writeFileSync(path.join(daskConfigDir, "dask.yaml"), daskConfigYaml(cfg));
+    // Dask TLS (tls.enabled): this run's certificates, named in the Dask config.
+    const tlsDir = await prepareLocalTls(cfg, tmpDir);
+    fs.writeFileSync(path.join(daskConfigDir, "dask.yaml"), daskConfigYaml(cfg, { tlsDir }));
     const env = localEnv({
       base: process.env,
       venvBin: path.join(opts.root, ".venv", "bin"),
@@ -381,6 +386,7 @@ export class LocalWorkspace {
       }
     }
     const ws = new LocalWorkspace(cfg, tmpDir, env, enforcement, opts);
+    ws.tlsDir = tlsDir;
     try {
       if (own !== undefined) {
         try {
@@ -464,7 +470,12 @@ export class LocalWorkspace {
       onLine: this.forwarder("scheduler"),
     });
     const deadline = Date.now() + (this.opts.readyTimeoutMs ?? 120_000);
-    while (!(await canConnect(LOCAL_HOST, this.config.scheduler.port))) {
+    const port = this.config.scheduler.port;
+    const probe = () =>
+      this.tlsDir === undefined
+        ? canConnect(LOCAL_HOST, port)
+        : canConnectTls(LOCAL_HOST, port, this.tlsDir);
+    while (!(await probe())) {
       if (!p.running) throw this.startFailure(p, "the scheduler exited while starting");
       if (Date.now() > deadline) throw this.startFailure(p, "the scheduler did not start in time");
       await sleep(100);

@@ -103,7 +103,8 @@ function keepMessage(ws: LocalWorkspace, results: string): string[] {
     "the workspace stays up (--keep); press Ctrl-C to tear it down",
     `  dashboard  ${ws.dashboardUrl}/status`,
     `  scheduler  ${ws.schedulerAddress}`,
-    `  connect    ${python} -i -c 'from distributed import Client; client = Client("${ws.schedulerAddress}"); print(client)'`,
+    // DASK_CONFIG carries the run's Dask config, with TLS its certificates too.
+    `  connect    DASK_CONFIG=${ws.env.DASK_CONFIG} ${python} -i -c 'from distributed import Client; client = Client("${ws.schedulerAddress}"); print(client)'`,
     `  results    ${python} -c 'from dask_workspace.results import read_results; print(read_results("${results}").aggregates)'`,
   ];
 }

@@ -4,6 +4,7 @@
  */
 import { stringify } from "yaml";
 import type { RecordedResource } from "./mocks.js";
+import { redactSecrets } from "./secrets.js";
 
 /** A Kubernetes object as `kubectl apply` would take it. */
 export type Manifest = Record<string, unknown> & { apiVersion: string; kind: string };
@@ -40,7 +41,9 @@ function isProvider(r: RecordedResource): boolean {
  * (`spec`, `data`, `rules`, ...) in the order given; `status` is never an input and is dropped.
  */
 export function kubernetesManifest(r: RecordedResource): Manifest {
-  const { apiVersion, kind, metadata, status: _status, ...rest } = r.inputs;
+  // Secrets (the Dask TLS Secret's data) are never written: see ./secrets.ts.
+  const inputs = redactSecrets(r.inputs) as Record<string, unknown>;
+  const { apiVersion, kind, metadata, status: _status, ...rest } = inputs;
   if (typeof apiVersion !== "string" || typeof kind !== "string") {
     throw new Error(
       `${r.type} "${r.name}" has no apiVersion/kind inputs; only Kubernetes objects can be rendered as manifests`,
@@ -92,7 +95,8 @@ export function planRender(resources: RecordedResource[]): RenderPlan {
     } else if (isAzureResource(r)) {
       const path = `azure/${azureFileName(r)}`;
       claim(path, r);
-      const content = `${JSON.stringify({ type: r.type, name: r.name, inputs: r.inputs }, null, 2)}\n`;
+      const inputs = redactSecrets(r.inputs);
+      const content = `${JSON.stringify({ type: r.type, name: r.name, inputs }, null, 2)}\n`;
       plan.azure.push({ path, content });
     } else if (r.custom && !isProvider(r)) {
       plan.skipped.push(r);

@@ -28,6 +28,7 @@ import {
   schedulerService,
   workspaceSchedulerAddress,
 } from "./scheduler.js";
+import { workspaceTlsSecret } from "./tls-secret.js";
 import { workerDeployment } from "./workers.js";
 
 export type { NodePlacement } from "./placement.js";
@@ -75,7 +76,10 @@ export interface DaskWorkspaceArgs {
 export class DaskWorkspace extends pulumi.ComponentResource {
   /** The namespace every object lives in. */
   public readonly namespace: pulumi.Output<string>;
-  /** `tcp://<scheduler-service>.<namespace>.svc:<port>`, for workers, runners and `Client(...)`. */
+  /**
+   * `tcp://<scheduler-service>.<namespace>.svc:<port>` (`tls://` with `tls.enabled`), for
+   * workers, runners and `Client(...)`.
+   */
   public readonly schedulerAddress: pulumi.Output<string>;
   /** The scheduler's dashboard (HTTP) port on its Service. */
   public readonly dashboardPort: pulumi.Output<number>;
@@ -108,7 +112,9 @@ export class DaskWorkspace extends pulumi.ComponentResource {
       ({ name: policyName, manifest }) =>
         new k8s.networking.v1.NetworkPolicy(policyName, manifest, inNamespace),
     );
-    const afterPolicies = { ...child, dependsOn: [namespace, daskConfig, ...policies] };
+    // Dask TLS: the Secret the Dask pods mount (none when tls.enabled is false).
+    const tls = workspaceTlsSecret({ cfg, instance: name, names, opts: inNamespace });
+    const afterPolicies = { ...child, dependsOn: [namespace, daskConfig, ...policies, ...tls] };
 
     const schedulerCtx = {
       cfg,

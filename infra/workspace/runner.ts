@@ -20,6 +20,7 @@ import {
   scratchVolumeMount,
   withEphemeralStorage,
 } from "./security.js";
+import { tlsVolumeMounts, tlsVolumes } from "./tls.js";
 
 /** Where the study ConfigMap is mounted in the runner container. */
 export const STUDY_DIR = "/study";
@@ -379,6 +380,7 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
                 scratchVolumeMount(),
                 { name: "study", mountPath: STUDY_DIR, readOnly: true },
                 ...storage.mounts,
+                ...tlsVolumeMounts(cfg),
               ],
             },
           ],
@@ -393,6 +395,7 @@ export function runnerJob(ctx: RunnerContext, job: JobConfig): k8s.types.input.b
               },
             },
             ...storage.volumes,
+            ...tlsVolumes(cfg, instance, ctx.names),
           ],
         },
       },

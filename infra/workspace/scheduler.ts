@@ -23,6 +23,7 @@ import {
   scratchVolumeMount,
   withEphemeralStorage,
 } from "./security.js";
+import { tlsVolumeMounts, tlsVolumes } from "./tls.js";
 
 /** Named container/Service ports; NetworkPolicies and probes refer to these numbers. */
 export const COMM_PORT_NAME = "tcp-comm";
@@ -114,12 +115,13 @@ export function schedulerDeployment(ctx: SchedulerContext): k8s.types.input.apps
               resources: withEphemeralStorage(resources, cfg.hardening.storage.scheduler),
               ...schedulerProbes(),
               securityContext: restrictedContainerSecurityContext(),
-              volumeMounts: [daskConfigMount(), scratchVolumeMount()],
+              volumeMounts: [daskConfigMount(), scratchVolumeMount(), ...tlsVolumeMounts(cfg)],
             },
           ],
           volumes: [
             daskConfigVolume(names.daskConfig),
             scratchVolume(cfg.hardening.storage.scheduler),
+            ...tlsVolumes(cfg, instance, names),
           ],
         },
       },

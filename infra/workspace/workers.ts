@@ -23,6 +23,7 @@ import {
   scratchVolumeMount,
   withEphemeralStorage,
 } from "./security.js";
+import { tlsVolumeMounts, tlsVolumes } from "./tls.js";
 
 /** The env var holding the pod's name (downward API); `--name` and the preStop hook use it. */
 export const POD_NAME_ENV = "POD_NAME";
@@ -138,12 +139,13 @@ export function workerDeployment(ctx: WorkersContext): k8s.types.input.apps.v1.D
                 preStop: { exec: { command: workerPreStopCommand(cfg, ctx.schedulerAddress) } },
               },
               securityContext: restrictedContainerSecurityContext(),
-              volumeMounts: [daskConfigMount(), scratchVolumeMount()],
+              volumeMounts: [daskConfigMount(), scratchVolumeMount(), ...tlsVolumeMounts(cfg)],
             },
           ],
           volumes: [
             daskConfigVolume(names.daskConfig),
             scratchVolume(cfg.hardening.storage.worker),
+            ...tlsVolumes(cfg, instance, names),
           ],
         },
       },

@@ -15,6 +15,7 @@ from typing import Any
 import click
 
 from dask_workspace.errors import EXIT_BAD_INPUT, Problem, UsageError
+from dask_workspace.tls import config_tls_problem
 
 logger = logging.getLogger("dask_workspace")
 
@@ -55,6 +56,9 @@ def _check_scheduler(address: str) -> None:
                 )
             ]
         )
+    tls = config_tls_problem(address)
+    if tls is not None:
+        raise UsageError([Problem("--scheduler", tls)])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

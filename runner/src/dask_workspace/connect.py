@@ -5,6 +5,10 @@ Kubernetes a refused connection means nothing listens there (a wrong port, a wor
 not up), so the runner gives up after ``workspace.runner.connect-refused-timeout`` (3 s) with the
 address it tried. In a Kubernetes pod the scheduler may still be starting (a Service without
 ready endpoints refuses connections), so the full ``connect-timeout`` applies there.
+
+For a ``tls://`` address the probe completes a TLS handshake with the Dask config's client
+certificate (``dask_workspace.tls``): a bare TCP connect would make the scheduler log a failed
+handshake, and a certificate the scheduler refuses is reported at once instead of as a timeout.
 """
 
 from __future__ import annotations
@@ -12,10 +16,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import ssl
 import time
 from collections.abc import Callable, Mapping
 
 from dask_workspace.errors import ClusterError
+from dask_workspace.tls import scheme_of, tls_connect
 
 logger = logging.getLogger(__name__)
 
@@ -49,17 +55,20 @@ def probe(
     *,
     grace: float,
     connect_timeout: float,
-    connect: Callable[[tuple[str, int], float], object] = socket.create_connection,
+    connect: Callable[[tuple[str, int], float], object] | None = None,
 ) -> None:
     """Returns once something accepts TCP connections at ``address``.
 
     Raises:
         ClusterError: connections were refused (or the name did not resolve) for ``grace``
-            seconds, or nothing answered within ``connect_timeout``.
+            seconds, nothing answered within ``connect_timeout``, or (``tls://``) the TLS
+            handshake failed.
     """
     target = host_port(address)
     if target is None:
         return  # not TCP: leave it to the client
+    if connect is None:
+        connect = tls_connect if scheme_of(address) == "tls" else socket.create_connection
     started = time.monotonic()
     refused_since: float | None = None
     last: OSError | None = None
@@ -74,8 +83,15 @@ def probe(
                     f"cannot reach the Dask scheduler at {address}: "
                     f"{'connection refused' if isinstance(exc, ConnectionRefusedError) else exc} "
                     f"for {time.monotonic() - started:.0f}s. Check --scheduler "
-                    "(tcp://HOST:8786) and that the workspace is up (npm run local starts one)."
+                    "(tcp://HOST:8786, or tls://HOST:8786 with TLS) and that the workspace is up "
+                    "(npm run local starts one)."
                 ) from None
+        except ssl.SSLError as exc:
+            raise ClusterError(
+                f"TLS handshake with the Dask scheduler at {address} failed ({exc}). The "
+                "scheduler must serve TLS and accept the certificate in the Dask config "
+                "(distributed.comm.tls.client.cert), signed by the workspace's CA."
+            ) from None
         except OSError as exc:  # timeouts, unreachable networks: keep trying until the timeout
             last = exc
             refused_since = None
