@@ -39,7 +39,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from dask import delayed
+from dask._task_spec import Task, TaskRef
 from dask.sizeof import sizeof
 
 from dask_workspace.tasks import (
@@ -52,7 +52,6 @@ from dask_workspace.tasks import (
 )
 
 if TYPE_CHECKING:
-    from dask.delayed import Delayed
     from distributed import Client, Future
 
     from dask_workspace.study import Study
@@ -397,12 +396,19 @@ class ChunkPlanner:
                     pure=False,
                 )
             ]
-        finals = self.graph(study=study, group_id=group_id, attempt=attempt, plan=plan)
-        return client.compute(finals, optimize_graph=False, priority=priority)
+        graph, finals = self.graph(study=study, group_id=group_id, attempt=attempt, plan=plan)
+        return client.get(graph, finals, sync=False, priority=priority)
 
-    def graph(self, *, study: Study, group_id: int, attempt: int, plan: GroupPlan) -> list[Delayed]:
-        """The final tasks of a group that is not fused (the ones the runner holds futures for):
-        its chunks (or, chunking off, its replicates) feed the targets and the outputs task."""
+    def graph(
+        self, *, study: Study, group_id: int, attempt: int, plan: GroupPlan
+    ) -> tuple[dict[str, Task], list[str]]:
+        """The graph of a group that is not fused, and the keys of its final tasks (the ones the
+        runner holds futures for): its chunks (or, chunking off, its replicates) feed the targets
+        and the outputs task.
+
+        Built directly as Dask task specs (``dask._task_spec``, what ``dask.delayed`` itself
+        produces) with our explicit keys: no delayed objects to tokenize and no graph
+        optimization pass, which was most of the runner's CPU per short group."""
         params = study.groups[group_id]
         token = study.token
         seeds = [study.seed_for(group_id=group_id, replicate=r) for r in range(study.replicates)]
@@ -410,43 +416,31 @@ class ChunkPlanner:
             self.sizes[len(chunk)] += 1
         if not self.enabled:
             return _unchunked(study=study, group_id=group_id, attempt=attempt, seeds=seeds)
-        chunks = [
-            delayed(run_chunk, pure=True)(
-                study.model,
-                params,
-                seeds[c.start : c.stop],
-                dask_key_name=chunk_key(
-                    token=token, group_id=group_id, replicates=c, attempt=attempt
-                ),
-            )
-            for c in plan.chunks
-        ]
-        finals = [
-            delayed(chunk_target, pure=True)(
-                ref,
-                name,
-                params,
-                t == 0,  # one task per group reports the durations
-                *chunks,
-                dask_key_name=target_key(
-                    token=token, group_id=group_id, target_index=t, attempt=attempt
-                ),
-            )
-            for t, (name, ref) in enumerate(study.targets.items())
-        ]
+        graph: dict[str, Task] = {}
+        for c in plan.chunks:
+            key = chunk_key(token=token, group_id=group_id, replicates=c, attempt=attempt)
+            graph[key] = Task(key, run_chunk, study.model, params, seeds[c.start : c.stop])
+        chunks = [TaskRef(key) for key in graph]
+        finals: list[str] = []
+        for t, (name, ref) in enumerate(study.targets.items()):
+            key = target_key(token=token, group_id=group_id, target_index=t, attempt=attempt)
+            # One task per group reports the durations (the first target).
+            graph[key] = Task(key, chunk_target, ref, name, params, t == 0, *chunks)
+            finals.append(key)
         if study.outputs:
-            finals.append(
-                delayed(chunk_outputs, pure=True)(
-                    list(study.outputs),
-                    group_id,
-                    params,
-                    study.parameter_types,
-                    not study.targets,
-                    *chunks,
-                    dask_key_name=outputs_key(token=token, group_id=group_id, attempt=attempt),
-                )
+            key = outputs_key(token=token, group_id=group_id, attempt=attempt)
+            graph[key] = Task(
+                key,
+                chunk_outputs,
+                list(study.outputs),
+                group_id,
+                params,
+                study.parameter_types,
+                not study.targets,
+                *chunks,
             )
-        return finals
+            finals.append(key)
+        return graph, finals
 
     def unpack(self, kind: str, result: Any) -> Iterator[tuple[str, Any]]:
         """``(stage, value)`` pairs of a finished final task, as the unchunked tasks return
@@ -482,43 +476,33 @@ class ChunkPlanner:
         }
 
 
-def _unchunked(*, study: Study, group_id: int, attempt: int, seeds: Sequence[int]) -> list[Delayed]:
+def _unchunked(
+    *, study: Study, group_id: int, attempt: int, seeds: Sequence[int]
+) -> tuple[dict[str, Task], list[str]]:
     """``--chunking off``: R simulation tasks, one per target and the outputs task (the graph
-    the runner has always submitted)."""
+    the runner has always submitted), and the keys of the final tasks."""
     params = study.groups[group_id]
     token = study.token
-    sims = [
-        delayed(simulate_replicate, pure=True)(
-            study.model,
-            params,
-            seeds[r],
-            dask_key_name=simulate_key(
-                token=token, group_id=group_id, replicate=r, attempt=attempt
-            ),
-        )
-        for r in range(study.replicates)
-    ]
-    finals = [
-        delayed(evaluate_target, pure=True)(
-            ref,
-            name,
-            params,
-            *sims,
-            dask_key_name=target_key(
-                token=token, group_id=group_id, target_index=t, attempt=attempt
-            ),
-        )
-        for t, (name, ref) in enumerate(study.targets.items())
-    ]
+    graph: dict[str, Task] = {}
+    for r in range(study.replicates):
+        key = simulate_key(token=token, group_id=group_id, replicate=r, attempt=attempt)
+        graph[key] = Task(key, simulate_replicate, study.model, params, seeds[r])
+    sims = [TaskRef(key) for key in graph]
+    finals: list[str] = []
+    for t, (name, ref) in enumerate(study.targets.items()):
+        key = target_key(token=token, group_id=group_id, target_index=t, attempt=attempt)
+        graph[key] = Task(key, evaluate_target, ref, name, params, *sims)
+        finals.append(key)
     if study.outputs:
-        finals.append(
-            delayed(collect_outputs, pure=True)(
-                list(study.outputs),
-                group_id,
-                params,
-                study.parameter_types,
-                *sims,
-                dask_key_name=outputs_key(token=token, group_id=group_id, attempt=attempt),
-            )
+        key = outputs_key(token=token, group_id=group_id, attempt=attempt)
+        graph[key] = Task(
+            key,
+            collect_outputs,
+            list(study.outputs),
+            group_id,
+            params,
+            study.parameter_types,
+            *sims,
         )
-    return finals
+        finals.append(key)
+    return graph, finals
