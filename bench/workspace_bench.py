@@ -955,8 +955,9 @@ def chunking_lines(res: dict[str, Any], p: dict[str, Any]) -> list[str]:
         "`examples/studies/sir-grid.yaml` as `npm run local` runs it (auto window). 1 s tasks: "
         "every replicate sleeps exactly 1 s, R = 4. Lognormal 5 ms: median 5 ms, σ = 1, R = 8. "
         "Both modes of a scenario compute the same replicates with the same seeds; the runner "
-        "measures the first group(s) unchunked before it packs, and the window (auto unless "
-        "given) still bounds the groups in flight.",
+        "runs the first group(s) unchunked and packs once the first replicates (one per worker "
+        "thread) are measured, and the window (auto unless given) still bounds the groups in "
+        "flight.",
         "",
         *chunking_report(c),
         "",
@@ -1069,14 +1070,18 @@ def chunking_interpretation(res: dict[str, Any]) -> list[str]:
         f"one chunk is what gets there: without it {nf['groups_per_second']} groups/s "
         f"({nf['tasks_submitted']} tasks), with it {tr['groups_per_second']}.",
         f"- Chunking, sir-grid: {sir['groups_total']} groups of R = 30 replicates of about "
-        f"{1000 * (sir.get('replicate_seconds_estimate') or 0):.1f} ms: after the first group "
-        "(measured, one task per replicate), each group is one task of about 0.1 s "
-        "(replicates, three targets, the outputs table). What is left between that and full "
-        "utilization is the measured first group, the final Parquet flush, and the scheduler "
-        "round trip between two tasks of a thread (the local stack's `worker-saturation` 1.0 "
-        "hands a worker one task per thread), which a 0.1 s task cannot hide on a loaded "
-        "2-core machine. Packing several groups into one task would, but the group stays "
-        "the unit of admission, persistence and retry.",
+        f"{1000 * (sir.get('replicate_seconds_estimate') or 0):.1f} ms. The first estimate "
+        f"came from the {sir.get('chunk_first_measured_by') or '-'} (`replicates`: the "
+        "scheduler published the compute time and size of the first one-replicate tasks, one "
+        "per worker thread, so packing started about one replicate after the start instead of "
+        "after the first group's targets, and the window's memory budget used the measured "
+        "size instead of the assumed 32 MiB per replicate); the first group still ran one task "
+        "per replicate, beside the packed ones. Every later group whose replicates take at most "
+        "2 × `chunk-seconds` is one task (replicates, three targets, the outputs table; "
+        f"chunk sizes {sir.get('chunk_sizes')}). What is left between that and full "
+        "utilization is the first group's per-replicate tasks, the end of the run (the last "
+        "tasks finish one by one) and the scheduler round trip between two tasks of a thread "
+        "(the local stack's `worker-saturation` 1.0 hands a worker one task per thread).",
         "- `--chunk-seconds` sweep: utilization "
         + ", ".join(f"{t}: {fmt(d['utilization'], 2)}" for t, d in sweep.items())
         + ". Most of the gain is reached by 0.05–0.2 s; above 0.2 s a chunk gains little "

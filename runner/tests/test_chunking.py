@@ -13,14 +13,17 @@ import yaml
 from conftest import run_cli, run_study_cli, start_cluster, write_study
 
 from dask_workspace.chunking import (
+    WHOLE_GROUP,
     ChunkResult,
     DurationEstimate,
+    admission_limit,
     chunk_size,
     plan_group,
     probe_window,
     run_chunk,
     split,
 )
+from dask_workspace.probe import ProbeFeed, ProbeRequest, ProbeSample, first_estimate, probe_count
 from dask_workspace.results import read_results
 from dask_workspace.tasks import parse_group, simulate_replicate
 from dask_workspace.window import Capacity, WindowController
@@ -55,6 +58,29 @@ def test_short_replicates_fill_the_target_duration_capped_by_r():
     assert size(replicate_seconds=0.03) == 6  # floor: a chunk does not overshoot the target
     assert size(replicate_seconds=0.0, replicates=30) == 30
     assert size(replicate_seconds=0.001, replicates=30) == 30
+
+
+def test_a_short_group_of_up_to_two_chunk_seconds_is_one_task():
+    # sir-grid: 30 replicates of 8 ms = 0.24 s. Split at 0.2 s it would be 2 chunks of 0.12 s
+    # plus 3 targets and the outputs task; whole, it is one task (fused with its targets).
+    assert WHOLE_GROUP == 2.0
+    assert size(replicate_seconds=0.008, replicates=30) == 30
+    assert size(replicate_seconds=0.4 / 30, replicates=30) == 30  # exactly 2 x chunk-seconds
+    # Above 2 x chunk-seconds: chunks of at most chunk-seconds, as before.
+    assert size(replicate_seconds=0.015, replicates=30) == 13
+    # A replicate at or above the target stays one task, however few replicates the group has.
+    assert size(replicate_seconds=0.2, replicates=2) == 1
+    assert size(replicate_seconds=0.19, replicates=1) == 1
+    # Memory still caps the whole group.
+    assert (
+        size(
+            replicate_seconds=0.001,
+            replicates=30,
+            replicate_bytes=50 * MiB,
+            memory_per_thread=400 * MiB,
+        )
+        == 4
+    )
 
 
 def test_chunk_memory_is_its_replicates_outputs_and_is_capped():
@@ -104,6 +130,88 @@ def test_probe_admits_only_what_the_threads_need_until_measured():
     # R = 4 + 2 targets on 4 threads: two groups, whatever the fixed window.
     assert probe_window(window=16, threads=4, tasks_per_thread=3, tasks_per_group=6) == 2
     assert probe_window(window=1, threads=64, tasks_per_thread=3, tasks_per_group=6) == 1
+
+
+def test_admission_opens_once_measured_with_one_packed_group_per_thread_beside_the_probe():
+    common = {"threads": 4, "tasks_per_thread": 3, "tasks_per_group": 34}
+    # Unmeasured: the probe window (sir-grid: one group of 34 tasks).
+    assert admission_limit(window=12, probing=True, probe_groups_in_flight=0, **common) == 1
+    # Measured while the probe group still runs: it plus one packed group per thread.
+    assert admission_limit(window=12, probing=False, probe_groups_in_flight=1, **common) == 5
+    assert admission_limit(window=3, probing=False, probe_groups_in_flight=1, **common) == 3
+    # Probe groups done: the whole window.
+    assert admission_limit(window=12, probing=False, probe_groups_in_flight=0, **common) == 12
+    assert (
+        admission_limit(
+            window=12,
+            probing=False,
+            probe_groups_in_flight=2,
+            threads=0,
+            tasks_per_thread=3,
+            tasks_per_group=6,
+        )
+        == 3
+    )
+
+
+def test_the_first_estimate_waits_for_one_replicate_per_thread_and_takes_the_mean():
+    assert probe_count(replicates=30, threads=4) == 4
+    assert probe_count(replicates=2, threads=16) == 2  # never more than R
+    assert probe_count(replicates=30, threads=0) == 1  # no thread known yet: one
+    samples = [ProbeSample(seconds=0.002, nbytes=4000), ProbeSample(seconds=0.009, nbytes=3000)]
+    assert first_estimate(samples, needed=3) is None
+    samples.append(ProbeSample(seconds=0.004, nbytes=-1))
+    first = first_estimate(samples, needed=3)
+    assert first.seconds == pytest.approx(0.005) and first.nbytes == 4000  # the largest result
+
+
+def test_the_scheduler_publishes_the_first_replicate_durations_and_sizes(cluster):
+    """The run's scheduler plugin pushes the compute time and result size of the first k
+    one-replicate tasks of its study (and of no other task) to the runner's client."""
+    import threading
+    import time
+
+    import numpy as np
+
+    from dask_workspace.diagnostics import RunStatsPlugin
+    from dask_workspace.tasks import simulate_key
+
+    token, name = "probe-abc123", "dask-workspace-probe-test"
+    with cluster.client() as client:
+        wake = threading.Condition()
+        feed = ProbeFeed(request=ProbeRequest(topic=name, count=3), wake=wake)
+        feed.subscribe(client)
+        client.register_plugin(
+            RunStatsPlugin(token=token, name=name, probe=feed.request), name=name
+        )
+        try:
+            # Another study's keys and a target key are not replicates of this run.
+            others = [
+                client.submit(np.ones, 10, key=f"simulate-other-def456-g0-r{r}-a0")
+                for r in range(3)
+            ]
+            futures = [
+                client.submit(
+                    np.ones, 1000, key=simulate_key(token=token, group_id=0, replicate=r, attempt=0)
+                )
+                for r in range(5)
+            ]
+            client.gather(others + futures)
+            deadline = time.monotonic() + 20
+            samples: list[ProbeSample] = []
+            while len(samples) < 3 and time.monotonic() < deadline:
+                with wake:
+                    if not feed.has_news():
+                        wake.wait(0.5)
+                samples += feed.drain()
+            time.sleep(0.5)  # nothing more may come: only the first k
+            samples += feed.drain()
+        finally:
+            feed.close()
+            client.unregister_scheduler_plugin(name)
+    assert len(samples) == 3
+    assert all(s.seconds >= 0 for s in samples)
+    assert all(s.nbytes >= 8000 for s in samples)  # 1000 float64, as the worker reported
 
 
 def test_estimate_follows_slower_groups_at_once_and_faster_ones_smoothly():
@@ -217,6 +325,9 @@ def test_sir_grid_chunked_and_unchunked_give_identical_values(cluster, tmp_path)
     off, fused = summaries["off"], summaries["fused"]
     assert off["chunk_sizes"] == {"1": 10 * 12} and off["tasks_submitted"] == 10 * (12 + 3 + 1)
     assert fused["groups_fused"] >= 1 and fused["chunk_size_max"] == 12
+    # The first estimate came from the first replicates, not from a whole group's targets.
+    assert fused["chunk_first_measured_by"] == "replicates"
+    assert off["chunk_first_measured_by"] is None
     # tasks_submitted counts Dask tasks: the probe groups' 16 each, one per fused group.
     probe = fused["chunk_sizes"]["1"] // 12
     assert fused["tasks_submitted"] == probe * 16 + (10 - probe)

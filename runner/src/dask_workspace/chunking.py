@@ -6,10 +6,14 @@ replicate in milliseconds therefore spends most of the cluster's time on schedul
 replicate is its own task. The runner measures how long replicates take as the study runs and
 packs the replicates of a group into chunks of about ``chunk-seconds`` each::
 
-    per-replicate seconds: unknown until the first group reports (the first groups run one task
-                           per replicate, as with chunking off); then an estimate that follows
-                           the measurements (up at once, down smoothly)
+    per-replicate seconds: unknown until the first replicates report (the first groups run one
+                           task per replicate, as with chunking off; the scheduler publishes the
+                           first k = min(R, threads) durations at once: dask_workspace.probe);
+                           then an estimate that follows the measurements (up at once, down
+                           smoothly)
     size   = 1                                  if unknown or seconds >= chunk-seconds
+           = R                                  if R x seconds <= 2 x chunk-seconds (the whole
+                                                group is one task: see WHOLE_GROUP)
            = floor(chunk-seconds / seconds)     otherwise,
              capped by R and by memory: size x replicate bytes <= memory-fraction x the memory
              of one worker thread (a chunk's replicates' outputs live in one worker)
@@ -35,13 +39,20 @@ import math
 import statistics
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterator, Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
-from dask import delayed
+from dask._task_spec import Task, TaskRef
 from dask.sizeof import sizeof
 
+from dask_workspace.probe import (
+    ProbeFeed,
+    ProbeRequest,
+    ProbeSample,
+    first_estimate,
+    probe_count,
+)
 from dask_workspace.tasks import (
     collect_outputs,
     evaluate_target,
@@ -52,7 +63,6 @@ from dask_workspace.tasks import (
 )
 
 if TYPE_CHECKING:
-    from dask.delayed import Delayed
     from distributed import Client, Future
 
     from dask_workspace.study import Study
@@ -63,6 +73,14 @@ Chunking = Literal["auto", "off"]
 
 #: Weight of a new measurement when the per-replicate estimate goes down (it goes up at once).
 DECAY = 0.25
+
+#: A group of short replicates whose estimated total is at most this many ``chunk-seconds`` runs
+#: as one task (fused with its targets). Splitting it would give chunks far below the target
+#: (two of at most one chunk-seconds each) and cost T + 1 more tasks: R = 30 replicates of 8 ms
+#: (0.24 s) are one task of 1 x overhead rather than 2 chunks + 3 targets + 1 outputs task of
+#: 6 x overhead, and a whole group of up to 2 x 0.2 s still keeps a few milliseconds of
+#: per-task overhead to a few percent.
+WHOLE_GROUP = 2.0
 
 
 def parse_chunking(value: Any) -> Chunking:
@@ -95,6 +113,8 @@ class GroupPlan:
     fused: bool
     #: Dask tasks the group submits.
     tasks: int
+    #: Planned before any replicate was measured (one task per replicate).
+    probe: bool = False
 
 
 def chunk_size(
@@ -118,7 +138,11 @@ def chunk_size(
     """
     if replicate_seconds is None or replicate_seconds >= target_seconds:
         return 1
-    size = math.floor(target_seconds / max(replicate_seconds, 1e-9))
+    seconds = max(replicate_seconds, 1e-9)
+    if seconds * replicates <= WHOLE_GROUP * target_seconds:
+        size = replicates
+    else:
+        size = math.floor(target_seconds / seconds)
     if memory_per_thread > 0:
         by_memory = math.floor(memory_fraction * memory_per_thread / max(replicate_bytes, 1))
         size = min(size, by_memory)
@@ -152,6 +176,36 @@ def plan_group(
     fused = fold and measured_short and len(chunks) == 1
     tasks = 1 if fused else len(chunks) + targets + (1 if outputs else 0)
     return GroupPlan(chunks=chunks, fused=fused, tasks=tasks)
+
+
+def admission_limit(
+    *,
+    window: int,
+    probing: bool,
+    probe_groups_in_flight: int,
+    threads: int,
+    tasks_per_thread: float,
+    tasks_per_group: int,
+) -> int:
+    """Groups the window may hold now.
+
+    - unmeasured (``probing``): ``probe_window``;
+    - measured, while groups planned before the measurement (one task per replicate) are still
+      in flight: those groups plus one packed group per worker thread -- the older groups' tasks
+      run first (priority), and the packed ones are ready the moment a thread runs out of them,
+      without putting more tasks on the scheduler than the unchunked start did;
+    - then the window.
+    """
+    if probing:
+        return probe_window(
+            window=window,
+            threads=threads,
+            tasks_per_thread=tasks_per_thread,
+            tasks_per_group=tasks_per_group,
+        )
+    if probe_groups_in_flight:
+        return max(1, min(window, probe_groups_in_flight + max(threads, 1)))
+    return window
 
 
 def probe_window(
@@ -311,6 +365,14 @@ class ChunkPlanner:
         #: chunk size (replicates per simulation task) -> number of such tasks submitted
         self.sizes: Counter[int] = Counter()
         self.groups_fused = 0
+        self.feed: ProbeFeed | None = None
+        self._samples: list[ProbeSample] = []
+        self._on_replicate_bytes: Callable[[int], None] | None = None
+        self._replicates = 1
+        #: Groups submitted before the first measurement (one task per replicate).
+        self._probe_groups: set[int] = set()
+        #: Where the first estimate came from: "replicates" (the probe) or "group" (a target).
+        self.first_measured_by: str | None = None
 
     @property
     def enabled(self) -> bool:
@@ -319,16 +381,90 @@ class ChunkPlanner:
     @property
     def probing(self) -> bool:
         """Auto chunking without a measurement yet: admission is held to ``probe_window``."""
+        self.poll()
         return self.enabled and self.estimate.value is None
 
+    # -- the probe ----------------------------------------------------------------------------
+
+    def listen(
+        self,
+        client: Client,
+        *,
+        topic: str,
+        replicates: int,
+        threads: int,
+        wake: Any,
+        on_replicate_bytes: Callable[[int], None] | None = None,
+    ) -> ProbeRequest | None:
+        """Subscribes to the probe events of the run's scheduler plugin (call it before the
+        plugin is registered) and returns what to ask the plugin for (None: chunking off).
+        ``on_replicate_bytes`` receives the probe's measured bytes of R replicates (the window's
+        ``observe_replicate_bytes``)."""
+        if not self.enabled:
+            return None
+        self._on_replicate_bytes = on_replicate_bytes
+        self._replicates = max(replicates, 1)
+        request = ProbeRequest(
+            topic=topic, count=probe_count(replicates=replicates, threads=threads)
+        )
+        self.feed = ProbeFeed(request=request, wake=wake)
+        self.feed.subscribe(client)
+        return request
+
+    def has_news(self) -> bool:
+        """Probe samples arrived that the runner's loop has not seen."""
+        return self.feed is not None and self.feed.has_news()
+
+    def close(self) -> None:
+        if self.feed is not None:
+            self.feed.close()
+
+    def poll(self) -> None:
+        """Takes in the probe samples that arrived (the first estimate, the replicate bytes)."""
+        if self.feed is None or not self.feed.has_news():
+            return
+        samples = self.feed.drain()
+        if self.estimate.value is not None:
+            return  # measured already: the groups' own reports take it from here
+        self._samples.extend(samples)
+        first = first_estimate(self._samples, needed=self.feed.request.count)
+        if first is None:
+            return
+        if first.nbytes >= 0 and self._on_replicate_bytes is not None:
+            self._on_replicate_bytes(first.nbytes * self._replicates)
+        self._observe(first.seconds, source="replicates")
+
+    def _observe(self, seconds_per_replicate: float, *, source: str) -> None:
+        before = self.estimate.value
+        self.estimate.observe(seconds_per_replicate)
+        if before is None:
+            self.first_measured_by = source
+            logger.info(
+                "chunking: replicates take %.4fs each (measured by the first %s); packing "
+                "about %gs of them per task",
+                self.estimate.value,
+                f"{len(self._samples)} replicates" if source == "replicates" else "group",
+                self.settings.target_seconds,
+            )
+
+    # -- admission and planning -----------------------------------------------------------------
+
     def admission_limit(
-        self, *, window: int, threads: int, tasks_per_thread: float, tasks_per_group: int
+        self,
+        *,
+        window: int,
+        threads: int,
+        tasks_per_thread: float,
+        tasks_per_group: int,
+        inflight: Collection[int] = (),
     ) -> int:
-        """Groups the window may hold now: ``probe_window`` until the first measurement."""
-        if not self.probing:
-            return window
-        return probe_window(
+        """Groups the window may hold now (``admission_limit``, the pure rule)."""
+        probing = self.probing
+        self._probe_groups.intersection_update(inflight)
+        return admission_limit(
             window=window,
+            probing=probing,
+            probe_groups_in_flight=len(self._probe_groups),
             threads=threads,
             tasks_per_thread=tasks_per_thread,
             tasks_per_group=tasks_per_group,
@@ -342,6 +478,7 @@ class ChunkPlanner:
         memory_per_thread: int,
         memory_fraction: float,
     ) -> GroupPlan:
+        self.poll()
         estimate = self.estimate.value if self.enabled else None
         size = chunk_size(
             replicate_seconds=estimate,
@@ -351,7 +488,7 @@ class ChunkPlanner:
             memory_per_thread=memory_per_thread,
             memory_fraction=memory_fraction,
         )
-        return plan_group(
+        plan = plan_group(
             size=size,
             replicates=study.replicates,
             targets=len(study.targets),
@@ -359,6 +496,9 @@ class ChunkPlanner:
             measured_short=estimate is not None and estimate < self.settings.target_seconds,
             fold=self.settings.fold,
         )
+        if self.enabled and estimate is None:
+            plan = replace(plan, probe=True)
+        return plan
 
     def submit(
         self,
@@ -397,12 +537,21 @@ class ChunkPlanner:
                     pure=False,
                 )
             ]
-        finals = self.graph(study=study, group_id=group_id, attempt=attempt, plan=plan)
-        return client.compute(finals, optimize_graph=False, priority=priority)
+        if plan.probe:
+            self._probe_groups.add(group_id)
+        graph, finals = self.graph(study=study, group_id=group_id, attempt=attempt, plan=plan)
+        return client.get(graph, finals, sync=False, priority=priority)
 
-    def graph(self, *, study: Study, group_id: int, attempt: int, plan: GroupPlan) -> list[Delayed]:
-        """The final tasks of a group that is not fused (the ones the runner holds futures for):
-        its chunks (or, chunking off, its replicates) feed the targets and the outputs task."""
+    def graph(
+        self, *, study: Study, group_id: int, attempt: int, plan: GroupPlan
+    ) -> tuple[dict[str, Task], list[str]]:
+        """The graph of a group that is not fused, and the keys of its final tasks (the ones the
+        runner holds futures for): its chunks (or, chunking off, its replicates) feed the targets
+        and the outputs task.
+
+        Built directly as Dask task specs (``dask._task_spec``, what ``dask.delayed`` itself
+        produces) with our explicit keys: no delayed objects to tokenize and no graph
+        optimization pass, which was most of the runner's CPU per short group."""
         params = study.groups[group_id]
         token = study.token
         seeds = [study.seed_for(group_id=group_id, replicate=r) for r in range(study.replicates)]
@@ -410,43 +559,31 @@ class ChunkPlanner:
             self.sizes[len(chunk)] += 1
         if not self.enabled:
             return _unchunked(study=study, group_id=group_id, attempt=attempt, seeds=seeds)
-        chunks = [
-            delayed(run_chunk, pure=True)(
-                study.model,
-                params,
-                seeds[c.start : c.stop],
-                dask_key_name=chunk_key(
-                    token=token, group_id=group_id, replicates=c, attempt=attempt
-                ),
-            )
-            for c in plan.chunks
-        ]
-        finals = [
-            delayed(chunk_target, pure=True)(
-                ref,
-                name,
-                params,
-                t == 0,  # one task per group reports the durations
-                *chunks,
-                dask_key_name=target_key(
-                    token=token, group_id=group_id, target_index=t, attempt=attempt
-                ),
-            )
-            for t, (name, ref) in enumerate(study.targets.items())
-        ]
+        graph: dict[str, Task] = {}
+        for c in plan.chunks:
+            key = chunk_key(token=token, group_id=group_id, replicates=c, attempt=attempt)
+            graph[key] = Task(key, run_chunk, study.model, params, seeds[c.start : c.stop])
+        chunks = [TaskRef(key) for key in graph]
+        finals: list[str] = []
+        for t, (name, ref) in enumerate(study.targets.items()):
+            key = target_key(token=token, group_id=group_id, target_index=t, attempt=attempt)
+            # One task per group reports the durations (the first target).
+            graph[key] = Task(key, chunk_target, ref, name, params, t == 0, *chunks)
+            finals.append(key)
         if study.outputs:
-            finals.append(
-                delayed(chunk_outputs, pure=True)(
-                    list(study.outputs),
-                    group_id,
-                    params,
-                    study.parameter_types,
-                    not study.targets,
-                    *chunks,
-                    dask_key_name=outputs_key(token=token, group_id=group_id, attempt=attempt),
-                )
+            key = outputs_key(token=token, group_id=group_id, attempt=attempt)
+            graph[key] = Task(
+                key,
+                chunk_outputs,
+                list(study.outputs),
+                group_id,
+                params,
+                study.parameter_types,
+                not study.targets,
+                *chunks,
             )
-        return finals
+            finals.append(key)
+        return graph, finals
 
     def unpack(self, kind: str, result: Any) -> Iterator[tuple[str, Any]]:
         """``(stage, value)`` pairs of a finished final task, as the unchunked tasks return
@@ -455,14 +592,7 @@ class ChunkPlanner:
             yield kind, result
             return
         if result.seconds is not None and result.replicates > 0:
-            before = self.estimate.value
-            self.estimate.observe(result.seconds / result.replicates)
-            if before is None:
-                logger.info(
-                    "chunking: replicates take %.4fs each; packing about %gs of them per task",
-                    self.estimate.value,
-                    self.settings.target_seconds,
-                )
+            self._observe(result.seconds / result.replicates, source="group")
         yield from result.parts
 
     def summary(self) -> dict[str, Any]:
@@ -476,49 +606,40 @@ class ChunkPlanner:
             "chunk_size_median": statistics.median(sizes) if sizes else None,
             "chunk_size_max": sizes[-1] if sizes else None,
             "groups_fused": self.groups_fused,
+            "chunk_first_measured_by": self.first_measured_by,
             "replicate_seconds_estimate": None
             if self.estimate.value is None
             else round(self.estimate.value, 6),
         }
 
 
-def _unchunked(*, study: Study, group_id: int, attempt: int, seeds: Sequence[int]) -> list[Delayed]:
+def _unchunked(
+    *, study: Study, group_id: int, attempt: int, seeds: Sequence[int]
+) -> tuple[dict[str, Task], list[str]]:
     """``--chunking off``: R simulation tasks, one per target and the outputs task (the graph
-    the runner has always submitted)."""
+    the runner has always submitted), and the keys of the final tasks."""
     params = study.groups[group_id]
     token = study.token
-    sims = [
-        delayed(simulate_replicate, pure=True)(
-            study.model,
-            params,
-            seeds[r],
-            dask_key_name=simulate_key(
-                token=token, group_id=group_id, replicate=r, attempt=attempt
-            ),
-        )
-        for r in range(study.replicates)
-    ]
-    finals = [
-        delayed(evaluate_target, pure=True)(
-            ref,
-            name,
-            params,
-            *sims,
-            dask_key_name=target_key(
-                token=token, group_id=group_id, target_index=t, attempt=attempt
-            ),
-        )
-        for t, (name, ref) in enumerate(study.targets.items())
-    ]
+    graph: dict[str, Task] = {}
+    for r in range(study.replicates):
+        key = simulate_key(token=token, group_id=group_id, replicate=r, attempt=attempt)
+        graph[key] = Task(key, simulate_replicate, study.model, params, seeds[r])
+    sims = [TaskRef(key) for key in graph]
+    finals: list[str] = []
+    for t, (name, ref) in enumerate(study.targets.items()):
+        key = target_key(token=token, group_id=group_id, target_index=t, attempt=attempt)
+        graph[key] = Task(key, evaluate_target, ref, name, params, *sims)
+        finals.append(key)
     if study.outputs:
-        finals.append(
-            delayed(collect_outputs, pure=True)(
-                list(study.outputs),
-                group_id,
-                params,
-                study.parameter_types,
-                *sims,
-                dask_key_name=outputs_key(token=token, group_id=group_id, attempt=attempt),
-            )
+        key = outputs_key(token=token, group_id=group_id, attempt=attempt)
+        graph[key] = Task(
+            key,
+            collect_outputs,
+            list(study.outputs),
+            group_id,
+            params,
+            study.parameter_types,
+            *sims,
         )
-    return finals
+        finals.append(key)
+    return graph, finals

@@ -15,6 +15,10 @@ runner, gives numbers that do not depend on the runner's bookkeeping:
   a memory restart is not counted again as a death);
 * ``tasks_recomputed``: tasks computed again after their result was lost with a worker.
 
+It also publishes the compute time and result size of the run's first few single-replicate
+tasks as scheduler events, when the runner asks for them (``dask_workspace.probe``): adaptive
+chunking sizes its first chunks, and the auto window its first memory budget, from them.
+
 The scheduler must be able to import this module (the workspace's Dask image installs the
 ``dask_workspace`` package on the scheduler and the workers).
 """
@@ -22,6 +26,7 @@ The scheduler must be able to import this module (the workspace's Dask image ins
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
@@ -34,19 +39,27 @@ from dask_workspace.tasks import parse_group
 if TYPE_CHECKING:
     from distributed import Scheduler
 
+    from dask_workspace.probe import ProbeRequest
+
 logger = logging.getLogger(__name__)
 
 _INACTIVE = frozenset({"released", "forgotten"})
+#: The end of a one-replicate simulation task's key (``dask_workspace.tasks.simulate_key``).
+_ONE_REPLICATE = re.compile(r"-g\d+-r\d+-a\d+$")
 
 
 class RunStatsPlugin(SchedulerPlugin):
     """Per-run counters kept on the scheduler. Cheap: O(1) work per transition of this run's
     tasks, nothing for other keys beyond a prefix check."""
 
-    def __init__(self, *, token: str, name: str) -> None:
+    def __init__(self, *, token: str, name: str, probe: ProbeRequest | None = None) -> None:
         self.token = token
         self.name = name
         self._prefixes = tuple(f"{kind}-{token}-" for kind in ("simulate", "target", "outputs"))
+        #: Publish the compute seconds of the first ``probe.count`` one-replicate simulation
+        #: tasks on ``probe.topic`` (``dask_workspace.probe``).
+        self.probe_topic = None if probe is None else probe.topic
+        self.probe_count = 0 if probe is None else probe.count
 
     async def start(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler
@@ -74,6 +87,9 @@ class RunStatsPlugin(SchedulerPlugin):
         self._died: deque[str] = deque(maxlen=64)
         self.recent_events: deque[dict[str, Any]] = deque(maxlen=20)
         self._no_workers_since: float | None = None if scheduler.workers else self.started
+        # getattr: a plugin pickled by an older runner has no probe settings.
+        self.probe_topic = getattr(self, "probe_topic", None)
+        self._probes_left = getattr(self, "probe_count", 0)
 
     # -- time integration of worker threads -------------------------------------------------
 
@@ -115,18 +131,35 @@ class RunStatsPlugin(SchedulerPlugin):
                 self.active.pop(gid, None)
                 self._computed.pop(gid, None)  # a finished group's keys never run again
         if start == "processing" and finish in ("memory", "erred"):
+            seconds = 0.0
             for ss in kwargs.get("startstops") or ():
                 if ss.get("action") == "compute":
-                    self.task_seconds += ss["stop"] - ss["start"]
+                    seconds += ss["stop"] - ss["start"]
+            self.task_seconds += seconds
             if finish == "erred":
                 self.tasks_erred += 1
                 return
+            if self._probes_left and key.startswith(self._prefixes[0]):
+                self._probe(key, seconds)
             self.tasks_computed += 1
             seen = self._computed.setdefault(gid, set())
             if key in seen:
                 self.tasks_recomputed += 1
             else:
                 seen.add(key)
+
+    def _probe(self, key: str, seconds: float) -> None:
+        if _ONE_REPLICATE.search(key) is None:
+            return
+        self._probes_left -= 1
+        ts = self.scheduler.tasks.get(key)
+        nbytes = -1 if ts is None else int(ts.nbytes)
+        try:
+            self.scheduler.log_event(
+                self.probe_topic, {"seconds": seconds, "replicates": 1, "nbytes": nbytes}
+            )
+        except Exception:  # best effort: chunking then waits for the first group's targets
+            logger.debug("could not publish a probe event", exc_info=True)
 
     # -- events ---------------------------------------------------------------------------
 

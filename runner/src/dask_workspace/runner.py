@@ -119,11 +119,14 @@ class _Buffer:
         if self.oldest is None:
             self.oldest = now
 
-    def due(self, *, now: float, settings: RunnerSettings) -> bool:
+    def due(self, *, now: float, settings: RunnerSettings, draining: bool = False) -> bool:
+        """``draining``: every group is admitted and the writer is idle -- write what finished
+        while the last groups still run, so the final flush after them is small."""
         if not self.records:
             return False
         return (
-            len(self.records) >= settings.flush_groups
+            draining
+            or len(self.records) >= settings.flush_groups
             or self.nbytes >= settings.flush_bytes
             or (self.oldest is not None and now - self.oldest >= settings.flush_seconds)
         )
@@ -294,11 +297,13 @@ class StudyRunner:
             return
         self._release_barrier()
         if self.settings.mode == "window":
+            self.chunks.poll()  # probe measurements first: they may widen the window
             limit = self.chunks.admission_limit(
                 window=self.controller.limit,
                 threads=self.controller.threads,
                 tasks_per_thread=self.settings.tasks_per_thread,
                 tasks_per_group=self.study.tasks_per_group,
+                inflight=self.inflight,
             )
             while self.pending and len(self.inflight) < limit:
                 self._submit_group(self.pending.popleft(), attempt=0)
@@ -318,7 +323,7 @@ class StudyRunner:
                 time.sleep(min(timeout, 0.05))
         else:
             with cond:
-                if not ac.has_ready():
+                if not ac.has_ready() and not self.chunks.has_news():
                     cond.wait(timeout)
         return ac.next_batch(block=False)
 
@@ -568,8 +573,17 @@ class StudyRunner:
         """Runs every pending group. Raises ClusterError / StorageError / _StopRequestedError."""
         client = self.client
         self.controller.update(_capacity(client))
+        probe = self.chunks.listen(
+            client,
+            topic=self._plugin_name,
+            replicates=self.study.replicates,
+            threads=self.controller.threads,
+            wake=getattr(self._ac, "thread_condition", None),
+            on_replicate_bytes=self.controller.observe_replicate_bytes,
+        )
         client.register_plugin(
-            RunStatsPlugin(token=self.study.token, name=self._plugin_name), name=self._plugin_name
+            RunStatsPlugin(token=self.study.token, name=self._plugin_name, probe=probe),
+            name=self._plugin_name,
         )
         self.started_at = time.monotonic()
         self._last_progress_group = self.started_at
@@ -591,7 +605,8 @@ class StudyRunner:
             timeout = max(0.0, min(next_poll, next_progress) - now)
             self._handle(self._wait(timeout))
             now = time.monotonic()
-            if self.buffer.due(now=now, settings=self.settings):
+            draining = not self.pending and self._flush_future is None
+            if self.buffer.due(now=now, settings=self.settings, draining=draining):
                 self._flush()
             self._collect_flush(wait=False)
             if now >= next_poll:
@@ -616,6 +631,7 @@ class StudyRunner:
         """Persists the buffer and reads the final statistics (also after errors)."""
         self._flush(wait=True)
         self._poll_stats()
+        self.chunks.close()
         with contextlib.suppress(Exception):
             self.client.unregister_scheduler_plugin(self._plugin_name)
         self._flusher.shutdown(wait=True)
