@@ -8,6 +8,8 @@
  * kept beside it where a manifest needs to show it.
  */
 
+import type { AutoscalingMode, DaskScalingConfig, MonitoringConfig } from "./config-autoscaling.js";
+
 /** Bytes, as an exact integer. */
 export type Bytes = number;
 
@@ -103,6 +105,10 @@ export interface AutoscalingConfig {
   /** Average CPU utilisation target, percent. */
   targetCpuUtilization: number;
   scaleDown: ScaleDownBehaviour;
+  /** `dask` (KEDA ScaledObject) or `cpu` (CPU HPA); absent means cpu (infra/config-autoscaling.ts). */
+  mode?: AutoscalingMode;
+  /** The dask mode's settings (always set by parseWorkspaceConfig). */
+  dask?: DaskScalingConfig;
 }
 
 export type RunnerMode = "window" | "batch";
@@ -220,4 +226,6 @@ export interface WorkspaceConfig {
   jobs: JobConfig[];
   /** Present when target is `azure`. */
   azure?: AzureConfig;
+  /** Prometheus scraping (infra/config-autoscaling.ts); absent means off. */
+  monitoring?: MonitoringConfig;
 }
