@@ -135,6 +135,8 @@ export function resolveAutoscaling(opts: {
   target: "azure" | "kubernetes";
   autoscaling: RawAutoscaling;
   replicas: number;
+  /** target azure: `azure.workerPool.minCount` (nodes the cluster autoscaler always keeps). */
+  azureWorkerMinCount?: number;
 }): { resolved: ResolvedAutoscaling; problems: Problem[]; warnings: string[] } {
   const a = opts.autoscaling;
   const problems: Problem[] = [];
@@ -190,6 +192,17 @@ export function resolveAutoscaling(opts: {
         `autoscaling.mode: dask needs KEDA ${KEDA_VERSION.split(".").slice(0, 2).join(".")}+ on the cluster (the keda.sh/v1alpha1 ScaledObject CRD); if \`kubectl get crd scaledobjects.keda.sh\` finds nothing, set autoscaling.installKeda: true (or install KEDA yourself), otherwise \`pulumi up\` fails with "no matches for kind ScaledObject"`,
       );
     }
+  }
+  if (
+    mode === "dask" &&
+    a.enabled &&
+    minReplicas === 0 &&
+    opts.target === "azure" &&
+    (opts.azureWorkerMinCount ?? 0) > 0
+  ) {
+    warnings.push(
+      `autoscaling.minReplicas: 0 lets the workers go to zero, but azure.workerPool.minCount ${opts.azureWorkerMinCount} keeps that many worker nodes running (and billed); set azure.workerPool.minCount: 0 so the cluster autoscaler removes idle nodes`,
+    );
   }
   if (a.installKeda === true && opts.target === "azure") {
     problems.push({

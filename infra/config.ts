@@ -862,6 +862,7 @@ export function parseWorkspaceConfig(
     target: c.target,
     autoscaling: c.autoscaling,
     replicas: w.replicas,
+    azureWorkerMinCount: c.azure?.workerPool.minCount,
   });
   warnings.push(...scaling.warnings);
   if (scaling.problems.length > 0) return { ok: false, problems: scaling.problems, warnings };

@@ -8,6 +8,7 @@
  */
 import { stringify } from "yaml";
 import type { WorkspaceConfig } from "./types.js";
+import { scalingDaskConfig } from "./workspace/keda.js";
 
 /** Where the Dask config YAML is mounted in every Dask container; `DASK_CONFIG` points here. */
 export const DASK_CONFIG_DIR = "/etc/dask";
@@ -44,12 +45,14 @@ export const SCHEDULER_HTTP_ROUTES: readonly string[] = [
  */
 export function daskConfig(cfg: WorkspaceConfig): Record<string, unknown> {
   const w = cfg.workers;
+  const scaling = scalingDaskConfig(cfg); // autoscaling mode dask: infra/workspace/keda.ts
   return {
+    ...scaling.config,
     distributed: {
       scheduler: {
         "worker-saturation": w.saturation,
         "allowed-failures": w.allowedFailures,
-        http: { routes: [...SCHEDULER_HTTP_ROUTES] },
+        http: { routes: [...SCHEDULER_HTTP_ROUTES, ...scaling.routes] },
       },
       worker: {
         memory: {

@@ -40,6 +40,19 @@ describe("autoscaling.mode defaults", () => {
     });
   });
 
+  it("warns when the worker pool keeps nodes that an idle workspace does not need", () => {
+    const r = ok({ ...AZURE, autoscaling: { enabled: true, maxReplicas: 4 } });
+    expect(r.warnings).toContain(
+      "autoscaling.minReplicas: 0 lets the workers go to zero, but azure.workerPool.minCount 1 keeps that many worker nodes running (and billed); set azure.workerPool.minCount: 0 so the cluster autoscaler removes idle nodes",
+    );
+    const zero = ok({
+      target: "azure",
+      azure: { location: "westeurope", workerPool: { minCount: 0 } },
+      autoscaling: { enabled: true, maxReplicas: 4 },
+    });
+    expect(zero.warnings.join("\n")).not.toContain("workerPool.minCount");
+  });
+
   it("keeps cpu for a stack that sets targetCpuUtilization and no mode, on azure too", () => {
     const a = ok({ ...AZURE, autoscaling: { enabled: true, targetCpuUtilization: 70 } }).config
       .autoscaling;

@@ -65,6 +65,8 @@ export interface AksClusterArgs {
   networkPolicy?: NetworkPolicyEngine;
   /** Tags on every Azure resource created here. */
   tags?: Record<string, string>;
+  /** Turn on the AKS KEDA add-on (autoscaling mode dask: the ScaledObject needs it). Default false. */
+  keda?: boolean;
 }
 
 /** Type token of the component; part of every child's URN, so never change it. */
@@ -184,6 +186,8 @@ export class AksCluster extends pulumi.ComponentResource {
         ],
         oidcIssuerProfile: { enabled: true },
         securityProfile: { workloadIdentity: { enabled: true } },
+        // Autoscaling mode dask: KEDA as the managed add-on (it runs in kube-system).
+        ...(args.keda === true ? { workloadAutoScalerProfile: { keda: { enabled: true } } } : {}),
         networkProfile: {
           networkPlugin: "azure",
           networkPluginMode: "overlay",
