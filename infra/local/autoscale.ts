@@ -206,8 +206,12 @@ export class LocalAutoscaler {
     await this.ticking;
   }
 
-  /** Mode cpu: the signals a CPU HPA would act on, as desired processes (no busy floor). */
-  private cpuSignals(now: number, dt: number): ScalingSignals {
+  /**
+   * Mode cpu: what a CPU HPA would ask for, as desired processes (no busy floor). The HPA's rule
+   * when scaling up: ⌈Σ utilisation of the measured pods ÷ target⌉ (pods without a sample yet
+   * count as 0), with its 10% tolerance around the current size.
+   */
+  private cpuSignals(dt: number): ScalingSignals {
     const target =
       (this.opts.targetCpuUtilization ?? this.ws.config.autoscaling.targetCpuUtilization) / 100;
     const cores = this.ws.config.workers.cpuMillis / 1000;
@@ -221,12 +225,11 @@ export class LocalAutoscaler {
       used += Math.max(0, cpu - before) / (dt * cores);
       measured++;
     }
-    void now;
-    // The HPA: desired = ceil(current × average utilisation / target), over the pods measured.
-    const utilization = measured > 0 ? used / measured : target;
-    const pods = Math.ceil(this.running.length * (utilization / target) - 1e-9);
-    const nprocs = this.ws.config.workers.nprocs;
-    return { desiredProcesses: pods * nprocs, busyPods: 0, pods: {} };
+    const current = this.running.length;
+    let pods = measured === 0 ? current : Math.ceil(used / target - 1e-9);
+    if (measured > 0 && current > 0 && Math.abs(used / measured / target - 1) <= 0.1)
+      pods = current;
+    return { desiredProcesses: pods * this.ws.config.workers.nprocs, busyPods: 0, pods: {} };
   }
 
   /** One decision; returns the pod count after it. */
@@ -235,7 +238,7 @@ export class LocalAutoscaler {
     const signals =
       this.mode === "dask"
         ? await readScalingSignals(this.ws.dashboardUrl)
-        : this.cpuSignals(nowBefore, nowBefore - this.lastTick);
+        : this.cpuSignals(nowBefore - this.lastTick);
     const now = this.now();
     this.podSeconds += this.running.length * (now - this.lastTick);
     this.lastTick = now;
