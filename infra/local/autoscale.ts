@@ -222,7 +222,9 @@ export class LocalAutoscaler {
       const before = this.cpuSeen.get(pod);
       this.cpuSeen.set(pod, cpu);
       if (before === undefined || dt <= 0) continue;
-      used += Math.max(0, cpu - before) / (dt * cores);
+      // Capped at the pod's limit: on a cluster requests = limits (Guaranteed QoS), so the CFS
+      // quota keeps a pod at or below 100% of workers.cpu; local pods have no CPU limit.
+      used += Math.min(1, Math.max(0, cpu - before) / (dt * cores));
       measured++;
     }
     const current = this.running.length;
