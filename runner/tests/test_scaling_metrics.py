@@ -150,6 +150,7 @@ def test_real_scheduler_reports_busy_pods_and_desired_workers(
 
         metrics = _get(f"{http}/workspace/metrics").decode()
         assert "dask_workspace_busy_pods 1\n" in metrics
+        assert "dask_workspace_memory_restarts 0\n" in metrics
         assert 'dask_workspace_pod_busy{pod="pod-b"} 1' in metrics
         # The metric is on the stock /metrics page of the same scheduler.
         assert "dask_scheduler_desired_workers" in _get(f"{http}/metrics").decode()

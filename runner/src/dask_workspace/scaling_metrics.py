@@ -9,8 +9,10 @@ scheduler's HTTP (dashboard) port:
     ``dask_workspace_busy_pods``: pods whose workers hold results or run tasks. KEDA's second
     trigger (target 1 per pod) keeps the worker Deployment from ever shrinking below this
     number, so a running study never loses a pod it still needs. Also ``dask_workspace_pods``,
-    ``dask_workspace_desired_pods`` (⌈``adaptive_target()`` ÷ nprocs⌉, at least the busy pods)
-    and per-pod ``dask_workspace_pod_busy`` / ``dask_workspace_pod_bytes``.
+    ``dask_workspace_desired_pods`` (⌈``adaptive_target()`` ÷ nprocs⌉, at least the busy pods),
+    ``dask_workspace_memory_restarts`` (nanny restarts for memory, from the scheduler's
+    ``worker-restart-memory`` events) and per-pod ``dask_workspace_pod_busy`` /
+    ``dask_workspace_pod_bytes``.
 ``/workspace/pods.json``
     the same per pod, for ``dask_workspace.deletion_cost`` and the local emulation.
 
@@ -118,7 +120,12 @@ def scheduler_view(scheduler: Any) -> dict[str, Any]:
     pods = pod_activity(views, processes_per_pod=nprocs)
     busy = sum(1 for p in pods.values() if p.busy)
     desired_workers = int(scheduler.adaptive_target())
+    try:
+        restarts = len(scheduler.get_events("worker-restart-memory"))
+    except Exception:  # an older scheduler without the event broker: no count
+        restarts = 0
     return {
+        "memoryRestarts": restarts,
         "processesPerPod": nprocs,
         "desiredWorkers": desired_workers,
         "busyPods": busy,
@@ -146,6 +153,10 @@ def prometheus_text(view: dict[str, Any]) -> str:
         " the busy pods.",
         "# TYPE dask_workspace_desired_pods gauge",
         f"dask_workspace_desired_pods {view['desiredPods']}",
+        "# HELP dask_workspace_memory_restarts Worker processes the nanny restarted for memory"
+        " (worker-restart-memory events the scheduler keeps).",
+        "# TYPE dask_workspace_memory_restarts gauge",
+        f"dask_workspace_memory_restarts {view.get('memoryRestarts', 0)}",
         "# HELP dask_workspace_pod_busy 1 when the pod's workers hold results or run tasks.",
         "# TYPE dask_workspace_pod_busy gauge",
     ]
