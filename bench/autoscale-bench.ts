@@ -5,9 +5,11 @@
  * same pods' cgroups, at least 1 pod). Both use the same decision function, bounds, windows and
  * decision interval; only the signal differs.
  *
- *   npm run bench:autoscale [-- --groups 16 --replicates 4 --seconds 1 --idle 10 --tick 3]
+ *   npm run bench:autoscale [-- --groups 16 --replicates 4 --seconds 1 --idle 10 --tick 3 --sleep]
  *
- * Writes bench/results/autoscale-bench.json and prints a Markdown block for bench/REPORT.md.
+ * `--sleep`: replicates sleep (an I/O-bound model) instead of spinning the CPU.
+ *
+ * Writes bench/results/autoscale-bench-{cpu,sleep}.json and prints a Markdown block for bench/REPORT.md.
  * Measures: time from burst start (the runner starts) to full capacity (maxReplicas pods), study
  * wall time, pod-seconds over the whole scenario (idle + burst + the same idle after), tasks
  * recomputed (the runner's count), pods left at the end.
@@ -45,9 +47,9 @@ interface Run {
 
 function studyFile(
   dir: string,
-  o: { groups: number; replicates: number; seconds: number },
+  o: { groups: number; replicates: number; seconds: number; busy: boolean },
 ): string {
-  const file = path.join(dir, "burst.yaml");
+  const file = path.join(dir, o.busy ? "burst-cpu.yaml" : "burst-sleep.yaml");
   fs.writeFileSync(
     file,
     stringify({
@@ -59,7 +61,7 @@ function studyFile(
           x: { start: 0, stop: o.groups - 1, num: o.groups },
           median_seconds: o.seconds,
           sigma: 0.2,
-          busy: true,
+          busy: o.busy,
         },
       },
       replicates: o.replicates,
@@ -137,22 +139,24 @@ function report(runs: Run[], o: Record<string, unknown>): string {
   const speedup =
     d.seconds_to_full_capacity !== null && c.seconds_to_full_capacity !== null
       ? c.seconds_to_full_capacity / d.seconds_to_full_capacity
-      : null;
+      : d.seconds_to_full_capacity !== null
+        ? Number.POSITIVE_INFINITY
+        : null;
   const row = (r: Run) =>
     `| ${r.mode} | ${r.start_pods} | ${r.seconds_to_full_capacity ?? "never"} | ${r.study_wall_seconds} | ${r.pod_seconds} | ${r.tasks_recomputed} | ${r.pods_at_end} | ${r.peak_pods} |`;
   const ok = (b: boolean) => (b ? "met" : "**missed**");
   return [
-    "## Autoscaling: mode dask vs a CPU-style policy (bursty study)",
+    `### ${o.busy ? "CPU-bound" : "sleeping (I/O-bound)"} replicates`,
     "",
-    `Command: \`npm run bench:autoscale -- --groups ${o.groups} --replicates ${o.replicates} --seconds ${o.seconds} --idle ${o.idle} --tick ${o.tick}\`; load average at start ${o.load}; ${o.cores} cores.`,
-    `Stack bench/stacks/autoscale.yaml (1-process pods, 500m CPU each, 0..4 pods; time scaled 5x down: a decision every ${o.tick} s, a 12 s scale-down window). Scenario: ${o.idle} s idle, a burst of ${o.groups} groups × ${o.replicates} CPU-bound replicates of ~${o.seconds} CPU-s (all admitted at once), then the same idle time after the study for both.`,
+    `Command: \`npm run bench:autoscale -- --groups ${o.groups} --replicates ${o.replicates} --seconds ${o.seconds} --idle ${o.idle} --tick ${o.tick}${o.busy ? "" : " --sleep"}\`; load average at start ${o.load}; ${o.cores} cores.`,
+    `Stack bench/stacks/autoscale.yaml (1-process pods, 500m CPU each, 0..4 pods; time scaled 5x down: a decision every ${o.tick} s, a 12 s scale-down window). Scenario: ${o.idle} s idle, a burst of ${o.groups} groups × ${o.replicates} ${o.busy ? "CPU-bound" : "sleeping"} replicates of ~${o.seconds} ${o.busy ? "CPU-s" : "s"} (all admitted at once), then the same idle time after the study for both.`,
     "",
     "| policy | pods at start | s to full capacity | study wall s | pod-seconds | tasks recomputed | pods at end | peak pods |",
     "| --- | --- | --- | --- | --- | --- | --- | --- |",
     row(d),
     row(c),
     "",
-    `Goals: full capacity ≥ 3× sooner: ${speedup === null ? "n/a" : `${speedup.toFixed(1)}×`} (${ok(speedup !== null && speedup >= 3)}); fewer pod-seconds: ${d.pod_seconds} vs ${c.pod_seconds} (${ok(d.pod_seconds < c.pod_seconds)}); 0 tasks recomputed from scale-down: ${d.tasks_recomputed} (${ok(d.tasks_recomputed === 0)}); 0 pods after the idle period: ${d.pods_at_end} (${ok(d.pods_at_end === 0)}).`,
+    `Goals: full capacity ≥ 3× sooner: ${speedup === null ? "n/a" : speedup === Number.POSITIVE_INFINITY ? "the CPU policy never got there" : `${speedup.toFixed(1)}×`} (${ok(speedup !== null && speedup >= 3)}); fewer pod-seconds: ${d.pod_seconds} vs ${c.pod_seconds} (${ok(d.pod_seconds < c.pod_seconds)}); 0 tasks recomputed from scale-down: ${d.tasks_recomputed} (${ok(d.tasks_recomputed === 0)}); 0 pods after the idle period: ${d.pods_at_end} (${ok(d.pods_at_end === 0)}).`,
     "",
   ].join("\n");
 }
@@ -165,7 +169,8 @@ async function main(): Promise<number> {
       seconds: { type: "string", default: "1" },
       idle: { type: "string", default: "10" },
       tick: { type: "string", default: "3" },
-      out: { type: "string", default: path.join(ROOT, "bench", "results", "autoscale-bench.json") },
+      sleep: { type: "boolean", default: false },
+      out: { type: "string", default: "" },
     },
   });
   const o = {
@@ -174,6 +179,7 @@ async function main(): Promise<number> {
     seconds: Number(values.seconds),
     idle: Number(values.idle),
     tick: Number(values.tick),
+    busy: values.sleep !== true,
   };
   const raw = autoscaleRawConfig(
     readStackConfigFile(path.join(ROOT, "bench", "stacks", "autoscale.yaml")),
@@ -194,8 +200,12 @@ async function main(): Promise<number> {
     fs.rmSync(work, { recursive: true, force: true });
   }
   const meta = { ...o, load, cores: os.cpus().length };
-  fs.mkdirSync(path.dirname(values.out!), { recursive: true });
-  fs.writeFileSync(values.out!, `${JSON.stringify({ meta, runs }, null, 2)}\n`);
+  const out =
+    values.out !== undefined && values.out !== ""
+      ? values.out
+      : path.join(ROOT, "bench", "results", `autoscale-bench-${o.busy ? "cpu" : "sleep"}.json`);
+  fs.mkdirSync(path.dirname(out), { recursive: true });
+  fs.writeFileSync(out, `${JSON.stringify({ meta, runs }, null, 2)}\n`);
   process.stdout.write(report(runs, meta));
   return 0;
 }
