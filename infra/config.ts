@@ -20,6 +20,11 @@ import {
   azureSecurityChecks,
   azureSecurityIssues,
 } from "./config-azure-security.js";
+import {
+  AUTOSCALING_DASK_KEYS,
+  MonitoringSchema,
+  resolveAutoscaling,
+} from "./config-autoscaling.js";
 import { misspeltNamespaceProblems, resultsProblems, resultsUriProblem } from "./config-results.js";
 import {
   imageRef,
@@ -378,14 +383,14 @@ const ImagesSchema = z.strictObject({
 
 const AutoscalingSchema = z
   .strictObject({
-    /** Create a CPU-based HPA for the worker Deployment. Default false. */
+    /** Scale the worker Deployment (mode: a CPU HPA, or a KEDA ScaledObject). Default false. */
     enabled: z.boolean().default(false),
-    /** Fewest worker pods. Default 1. */
-    minReplicas: int(1).default(1),
+    /** Fewest worker pods; 0 only in mode dask. Default 0 in mode dask, 1 in mode cpu. */
+    minReplicas: int(0).optional(),
     /** Most worker pods. Default max(minReplicas, workers.replicas). */
     maxReplicas: int(1).optional(),
-    /** Average CPU utilisation target, percent. Default 80. */
-    targetCpuUtilization: int(1, 100).default(80),
+    /** Mode cpu: average CPU utilisation target, percent. Default 80. */
+    targetCpuUtilization: int(1, 100).optional(),
     scaleDown: z
       .strictObject({
         /** Seconds of lower load before scaling down. Default 600. */
@@ -396,11 +401,12 @@ const AutoscalingSchema = z
         periodSeconds: int(1, 1800).default(300),
       })
       .prefault({}),
+    ...AUTOSCALING_DASK_KEYS, // infra/config-autoscaling.ts
   })
   .superRefine(
     (a, ctx) => {
       if (Number.isInteger(a.minReplicas) && Number.isInteger(a.maxReplicas)) {
-        if (a.minReplicas > a.maxReplicas!) {
+        if (a.minReplicas! > a.maxReplicas!) {
           ctx.addIssue({
             code: "custom",
             path: ["minReplicas"],
@@ -559,6 +565,8 @@ export const StackConfigSchema = z
     scheduler: SchedulerSchema.prefault({}),
     workers: WorkersSchema.prefault({}),
     autoscaling: AutoscalingSchema.prefault({}),
+    /** Prometheus scraping of the scheduler and workers (infra/config-autoscaling.ts). */
+    monitoring: MonitoringSchema.prefault({}),
     runner: RunnerSchema.prefault({}),
     /** Runner Jobs by name. */
     jobs: z.record(z.string(), JobSchema).default({}),
@@ -869,8 +877,15 @@ export function parseWorkspaceConfig(
     );
   }
 
-  const minReplicas = c.autoscaling.minReplicas;
-  const maxReplicas = c.autoscaling.maxReplicas ?? Math.max(minReplicas, w.replicas);
+  const scaling = resolveAutoscaling({
+    target: c.target,
+    autoscaling: c.autoscaling,
+    replicas: w.replicas,
+    azureWorkerMinCount: c.azure?.workerPool.minCount,
+  });
+  warnings.push(...scaling.warnings);
+  if (scaling.problems.length > 0) return { ok: false, problems: scaling.problems, warnings };
+  const { minReplicas, maxReplicas } = scaling.resolved;
   if (c.autoscaling.enabled && (w.replicas < minReplicas || w.replicas > maxReplicas)) {
     warnings.push(
       `workers.replicas: ${w.replicas} is outside autoscaling ${minReplicas}..${maxReplicas}; the HPA owns the replica count and will move it into that range`,
@@ -955,9 +970,12 @@ export function parseWorkspaceConfig(
       enabled: c.autoscaling.enabled,
       minReplicas,
       maxReplicas,
-      targetCpuUtilization: c.autoscaling.targetCpuUtilization,
+      targetCpuUtilization: scaling.resolved.targetCpuUtilization,
       scaleDown: c.autoscaling.scaleDown,
+      mode: scaling.resolved.mode,
+      dask: scaling.resolved.dask,
     },
+    monitoring: c.monitoring,
     runner: {
       serviceAccountName: c.runner.serviceAccountName,
       mode: c.runner.mode,
@@ -1105,6 +1123,7 @@ const STRUCTURED_KEYS = new Set([
   "scheduler",
   "workers",
   "autoscaling",
+  "monitoring",
   "runner",
   "jobs",
   "azure",

@@ -10,6 +10,7 @@ import { stringify } from "yaml";
 import { tlsEnabled } from "./config-tls.js";
 import { daskTlsCommConfig, TLS_MOUNT_DIR } from "./tls.js";
 import type { WorkspaceConfig } from "./types.js";
+import { scalingDaskConfig } from "./workspace/keda.js";
 
 /** Where the Dask config YAML is mounted in every Dask container; `DASK_CONFIG` points here. */
 export const DASK_CONFIG_DIR = "/etc/dask";
@@ -51,13 +52,15 @@ export function daskConfig(
   opts: { tlsDir?: string } = {},
 ): Record<string, unknown> {
   const w = cfg.workers;
+  const scaling = scalingDaskConfig(cfg); // autoscaling mode dask: infra/workspace/keda.ts
   return {
+    ...scaling.config,
     distributed: {
       ...(tlsEnabled(cfg) ? { comm: daskTlsCommConfig(opts.tlsDir ?? TLS_MOUNT_DIR) } : {}),
       scheduler: {
         "worker-saturation": w.saturation,
         "allowed-failures": w.allowedFailures,
-        http: { routes: [...SCHEDULER_HTTP_ROUTES] },
+        http: { routes: [...SCHEDULER_HTTP_ROUTES, ...scaling.routes] },
       },
       worker: {
         memory: {

@@ -9,6 +9,7 @@
  */
 import type { AzureSecurityConfig } from "./config-azure-security.js";
 import type { Hardening } from "./config-security.js";
+import type { AutoscalingMode, DaskScalingConfig, MonitoringConfig } from "./config-autoscaling.js";
 import type { TlsConfig } from "./config-tls.js";
 
 /** Bytes, as an exact integer. */
@@ -106,6 +107,10 @@ export interface AutoscalingConfig {
   /** Average CPU utilisation target, percent. */
   targetCpuUtilization: number;
   scaleDown: ScaleDownBehaviour;
+  /** `dask` (KEDA ScaledObject) or `cpu` (CPU HPA); absent means cpu (infra/config-autoscaling.ts). */
+  mode?: AutoscalingMode;
+  /** The dask mode's settings (always set by parseWorkspaceConfig). */
+  dask?: DaskScalingConfig;
 }
 
 export type RunnerMode = "window" | "batch";
@@ -228,4 +233,6 @@ export interface WorkspaceConfig {
   hardening: Hardening;
   /** Dask TLS (`infra/config-tls.ts`); absent means off. */
   tls?: TlsConfig;
+  /** Prometheus scraping (infra/config-autoscaling.ts); absent means off. */
+  monitoring?: MonitoringConfig;
 }

@@ -344,7 +344,16 @@ describe("good configs", () => {
         maxReplicas: 2,
         targetCpuUtilization: 80,
         scaleDown: { stabilizationWindowSeconds: 600, podsPerPeriod: 1, periodSeconds: 300 },
+        mode: "cpu",
+        dask: {
+          scaleUp: { stabilizationWindowSeconds: 0, podsPerPeriod: 2, periodSeconds: 15 },
+          activationProcesses: 0,
+          pollingSeconds: 15,
+          installKeda: false,
+          kedaNamespace: "keda",
+        },
       },
+      monitoring: { prometheus: false, interval: "30s", prometheusNamespace: "monitoring" },
       runner: {
         serviceAccountName: "dask-runner",
         mode: "window",

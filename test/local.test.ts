@@ -68,6 +68,7 @@ describe("npm run local flags", () => {
       studyFile: path.join("/proj", DEFAULT_STUDY),
       runnerArgs: [],
       keep: false,
+      autoscale: false,
     });
   });
 
@@ -99,6 +100,7 @@ describe("npm run local flags", () => {
       results: "az://c/p",
       runnerArgs: ["--mode", "batch"],
       keep: false,
+      autoscale: false,
     });
   });
 

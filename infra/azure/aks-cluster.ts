@@ -95,6 +95,8 @@ export interface AksClusterArgs {
   networkPolicy?: NetworkPolicyEngine;
   /** Tags on every Azure resource created here. */
   tags?: Record<string, string>;
+  /** Turn on the AKS KEDA add-on (autoscaling mode dask: the ScaledObject needs it). Default false. */
+  keda?: boolean;
 }
 
 /** Type token of the component; part of every child's URN, so never change it. */
@@ -245,6 +247,8 @@ export class AksCluster extends pulumi.ComponentResource {
               : { enabled: false },
         },
         azureMonitorProfile: { metrics: { enabled: azure.monitoring.prometheus } },
+        // Autoscaling mode dask: KEDA as the managed add-on (it runs in kube-system).
+        ...(args.keda === true ? { workloadAutoScalerProfile: { keda: { enabled: true } } } : {}),
         networkProfile: {
           networkPlugin: "azure",
           networkPluginMode: "overlay",

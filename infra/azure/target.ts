@@ -3,6 +3,7 @@
  * on it (the cluster's provider, the worker pool placement, workload identity, registry images,
  * the results storage account).
  */
+import { usesKeda } from "../workspace/keda.js";
 import type { WorkspaceConfig } from "../types.js";
 import type { DaskWorkspaceArgs } from "../workspace/index.js";
 import { AksCluster } from "./aks-cluster.js";
@@ -32,6 +33,7 @@ export function newAksCluster(name: string, cfg: WorkspaceConfig): AksCluster {
     // The container the jobs write to (config.ts defaults runner.results to az://results).
     resultsContainerName: results?.container ?? DEFAULT_RESULTS_CONTAINER,
     resultsPrefix: results?.prefix ?? "",
+    keda: usesKeda(cfg),
   });
 }
 

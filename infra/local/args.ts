@@ -10,7 +10,8 @@ export const DEFAULT_STACK = "local";
 export const DEFAULT_STUDY = "examples/studies/sir-grid.yaml";
 
 export const USAGE = `usage: npm run local -- [--stack <name>] [--config-file <path>] [--study <file>]
-                        [--summary <path>] [--results <dir>] [--keep] [-- <runner flags>]
+                        [--summary <path>] [--results <dir>] [--keep] [--autoscale]
+                        [-- <runner flags>]
 
 Checks the study first (python -m dask_workspace check: schema, bundle, imports, what the results
 location holds; nothing starts when it fails), then starts the stack's Dask workspace as local
@@ -26,6 +27,10 @@ down (also on Ctrl-C).
   --results <dir>        results directory or az://container/prefix
                          (default results/<study name>; re-running with the same one resumes)
   --keep                 keep the workspace and its dashboard up after the study, until Ctrl-C
+  --autoscale            emulate autoscaling mode dask: start at autoscaling.minReplicas pods
+                         (default 0), add and retire pods as the scheduler asks (same metric,
+                         bounds and windows as the cluster's ScaledObject), and after the study
+                         shrink back to minReplicas before tearing down (docs/autoscaling.md)
   -- <runner flags>      passed on to python -m dask_workspace run, e.g. -- --retry-failed
 
 The scheduler uses the stack's scheduler.port and dashboardPort on 127.0.0.1, or free ports
@@ -48,6 +53,8 @@ export interface LocalArgs {
   runnerArgs: string[];
   /** Keep the workspace up after the study until Ctrl-C. */
   keep: boolean;
+  /** Emulate autoscaling mode dask over the local pods (infra/local/autoscale.ts). */
+  autoscale: boolean;
 }
 
 /** A bad command line: the message (with usage) and the exit code to use (0 for --help). */
@@ -79,6 +86,7 @@ export function parseLocalArgs(argv: string[], opts: { root: string; cwd: string
         summary: { type: "string" },
         results: { type: "string" },
         keep: { type: "boolean" },
+        autoscale: { type: "boolean" },
         help: { type: "boolean", short: "h" },
       },
       strict: true,
@@ -116,6 +124,7 @@ export function parseLocalArgs(argv: string[], opts: { root: string; cwd: string
     ...(values.results !== undefined ? { results: resolveResults(values.results, opts.cwd) } : {}),
     runnerArgs,
     keep: values.keep === true,
+    autoscale: values.autoscale === true,
   };
 }
 

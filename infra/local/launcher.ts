@@ -512,6 +512,17 @@ export class LocalWorkspace {
     );
   }
 
+  /** Starts one more worker pod (the `--autoscale` emulation, infra/local/autoscale.ts). */
+  addPod(name: string): void {
+    if (this.pods.has(name)) throw new Error(`pod ${name} exists already`);
+    this.startPod(name);
+  }
+
+  /** Stops one pod: SIGTERM to its process tree, SIGKILL after `graceMs`; its cgroup stays. */
+  async stopPod(name: string, graceMs = 5_000): Promise<void> {
+    await this.pods.get(name)?.process.stop(graceMs);
+  }
+
   private startFailure(p: ManagedProcess, what: string): Error {
     const file = path.join(this.logDir, `${p.name}.log`);
     let tail = "";

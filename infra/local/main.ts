@@ -14,6 +14,7 @@ import * as path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parse as parseYaml } from "yaml";
 import type { WorkspaceConfig } from "../types.js";
+import { autoscaleHooks, autoscaleRawConfig, autoscaleStartConfig } from "./autoscale.js";
 import { ArgsError, defaultResults, type LocalArgs, parseLocalArgs, retryCommand } from "./args.js";
 import type { LocalWorkspace } from "./launcher.js";
 import { type CheckRun, decideFromRun, runCheck } from "./preflight.js";
@@ -65,8 +66,15 @@ async function loadStack(args: LocalArgs): Promise<WorkspaceConfig> {
     if (err instanceof ConfigError) throw new InputError(formatProblems(err.problems));
     throw err;
   }
+  if (args.autoscale) {
+    const r = autoscaleRawConfig(raw);
+    if (!r.ok) throw new InputError(r.message);
+    raw = r.raw;
+  }
   const parsed = parseWorkspaceConfig(raw, { baseDir: PROJECT_ROOT, stack: args.stack });
-  for (const w of parsed.warnings) say(`warning: ${w}`);
+  // --autoscale plays KEDA's part itself: the cluster's KEDA prerequisites do not apply.
+  for (const w of parsed.warnings)
+    if (!(args.autoscale && w.includes("KEDA"))) say(`warning: ${w}`);
   if (!parsed.ok) {
     throw new InputError(
       `invalid stack config in ${args.configFile}, ${parsed.problems.length} problem(s); nothing was started:\n` +
@@ -211,9 +219,12 @@ async function main(argv: string[]): Promise<number> {
       controller.signal.addEventListener("abort", () => resolve(), { once: true });
     });
   };
+  const autoscale = args.autoscale
+    ? autoscaleHooks(say, args.keep ? keepUp : undefined)
+    : undefined;
   let result;
   try {
-    result = await launchWorkspace(config, {
+    result = await launchWorkspace(autoscale ? autoscaleStartConfig(config) : config, {
       root: PROJECT_ROOT,
       studyFile: args.studyFile,
       results,
@@ -223,6 +234,7 @@ async function main(argv: string[]): Promise<number> {
       out: (line) => process.stdout.write(`${line}\n`),
       signal: controller.signal,
       ...(args.keep ? { afterRun: keepUp } : {}),
+      ...(autoscale ?? {}),
     });
   } catch (err) {
     if (signalled !== undefined) return signalled === "SIGINT" ? 130 : 143;

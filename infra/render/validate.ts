@@ -6,6 +6,7 @@
  * Kubernetes schema allows them); misspelled fields are caught earlier, by TypeScript, because
  * every object is built against `@pulumi/kubernetes`' typed inputs.
  */
+import { validateCustomResource } from "./crd-validate.js";
 
 /** One schema violation, precise enough to find and fix. */
 export interface SchemaViolation {
@@ -68,6 +69,9 @@ export async function validateManifest(obj: Record<string, unknown>): Promise<Sc
   if (typeof apiVersion !== "string" || typeof kind !== "string") {
     return [{ object, path: "", schemaPath: "#/required", message: "needs apiVersion and kind" }];
   }
+  // Custom resources (ScaledObject, PodMonitor): the CRD's own schema (render/crd-validate.ts).
+  const custom = validateCustomResource(obj);
+  if (custom !== undefined) return custom.map((v) => ({ object, ...v }));
   const model =
     API_VERSION.test(apiVersion) && KIND.test(kind) ? await modelFor(apiVersion, kind) : undefined;
   if (model === undefined) {

@@ -8,7 +8,9 @@ import * as pulumi from "@pulumi/pulumi";
 import { schedulerAddress as formatSchedulerAddress } from "../dask.js";
 import type { WorkspaceConfig } from "../types.js";
 import { workerAutoscaler } from "./autoscaling.js";
+import { createDaskAutoscaling } from "./dask-autoscaling.js";
 import { daskConfigMap } from "./daskconfig.js";
+import { usesKeda } from "./keda.js";
 import { jobNames, workspaceNames } from "./labels.js";
 import { workspaceNamespace } from "./namespace.js";
 import { networkPolicies } from "./network.js";
@@ -154,13 +156,24 @@ export class DaskWorkspace extends pulumi.ComponentResource {
       }),
       afterPolicies,
     );
-    if (cfg.autoscaling.enabled) {
+    // A CPU HPA (mode cpu) or a KEDA ScaledObject (mode dask), never both on one Deployment.
+    if (cfg.autoscaling.enabled && !usesKeda(cfg)) {
       new k8s.autoscaling.v2.HorizontalPodAutoscaler(
         names.autoscaler,
         workerAutoscaler({ cfg, instance: name, names }),
         { ...child, dependsOn: [workers] },
       );
     }
+
+    createDaskAutoscaling({
+      cfg,
+      instance: name,
+      names,
+      child,
+      dependsOn: [namespace, workers],
+      runnerImage: args.images?.runner,
+      placement: placement.scheduler,
+    });
 
     const runnerCtx = {
       cfg,

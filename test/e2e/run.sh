@@ -448,6 +448,39 @@ api GET "/api/v1/namespaces/$NAMESPACE/events?fieldSelector=involvedObject.name%
 step "pulumi preview --expect-no-changes (the HPA owns replicas)" \
   pulumi preview --expect-no-changes --diff "${ENGINE_FLAGS[@]}"
 
+# --- config edit: autoscaling mode dask (a KEDA ScaledObject replaces the CPU HPA) ------------
+# No KEDA operator runs here. What is checked: with KEDA's own CRD installed (the file
+# `npm run render` validates against, from the pinned KEDA release), the API server accepts the
+# ScaledObject the program renders, the CPU HPA is gone, and the next preview is clean.
+say "config edit: autoscaling.mode dask, minReplicas 0 (KEDA's ScaledObject CRD installed first)"
+node -e 'const fs = require("fs"), y = require(process.argv[2]);
+  fs.writeFileSync(process.argv[3], JSON.stringify(y.parse(fs.readFileSync(process.argv[1], "utf8"))));' \
+  "$ROOT/infra/render/crds/keda.sh_scaledobjects.yaml" "$ROOT/node_modules/yaml" "$WORK/keda-crd.json"
+api POST /apis/apiextensions.k8s.io/v1/customresourcedefinitions "$(cat "$WORK/keda-crd.json")" >/dev/null
+crd_established() {
+  api GET /apis/apiextensions.k8s.io/v1/customresourcedefinitions/scaledobjects.keda.sh | node -e '
+    let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => {
+      const c = (JSON.parse(s).status?.conditions ?? []).find((c) => c.type === "Established");
+      console.log(c?.status === "True" ? "yes" : "no");
+    });'
+}
+for _ in $(seq 1 60); do [[ "$(crd_established)" == yes ]] && break; sleep 1; done
+[[ "$(crd_established)" == yes ]] || fail "the ScaledObject CRD was not Established within 60 s"
+pulumi config set --path autoscaling.mode dask
+pulumi config set --path autoscaling.minReplicas 0
+step "pulumi up --yes (mode dask)" pulumi up --yes "${ENGINE_FLAGS[@]}"
+api GET "/apis/keda.sh/v1alpha1/namespaces/$NAMESPACE/scaledobjects" >"$WORK/scaledobjects.json"
+api GET "/apis/autoscaling/v2/namespaces/$NAMESPACE/horizontalpodautoscalers" >"$WORK/hpas.json"
+node -e '
+  const [so, hpa] = process.argv.slice(1).map((f) => require(f).items);
+  const names = so.map((o) => `${o.metadata.name} -> ${o.spec.scaleTargetRef.name} ${o.spec.minReplicaCount}..${o.spec.maxReplicaCount}`);
+  console.log(`ScaledObjects: ${names.join(", ")}; HPAs: ${hpa.length}`);
+  if (so.length !== 1 || so[0].spec.minReplicaCount !== 0 || hpa.length !== 0) process.exit(1);
+' "$WORK/scaledobjects.json" "$WORK/hpas.json" ||
+  fail "mode dask should leave exactly one ScaledObject (minReplicaCount 0) and no HPA"
+step "pulumi preview --expect-no-changes (mode dask)" \
+  pulumi preview --expect-no-changes --diff "${ENGINE_FLAGS[@]}"
+
 step "pulumi destroy --yes" pulumi destroy --yes "${ENGINE_FLAGS[@]}"
 pulumi stack export >"$WORK/stack-after-destroy.json"
 REMAINING="$(node -e 'const d = require(process.argv[1]).deployment; console.log((d.resources ?? []).length)' "$WORK/stack-after-destroy.json")"

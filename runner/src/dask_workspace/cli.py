@@ -1,4 +1,5 @@
-"""``python -m dask_workspace``: the ``run``, ``check``, ``bundle`` and ``retire`` commands.
+"""``python -m dask_workspace``: the ``run``, ``check``, ``bundle``, ``retire``, ``deletion-cost``
+commands.
 
 Bad input (study file, flags, settings, results URI) exits 2 with one line per problem and no
 traceback. See ``dask_workspace.errors`` for every exit code.
@@ -369,3 +370,39 @@ def retire(scheduler: str | None, name_prefix: str | None, timeout: str) -> None
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
+
+
+@main.command(name="deletion-cost")
+@click.option(
+    "--pods-url",
+    required=True,
+    help="The scheduler's /workspace/pods.json, e.g. http://dask-scheduler.ns.svc:8787/workspace/pods.json.",
+)
+@click.option("--namespace", required=True, help="Namespace of the worker pods to annotate.")
+@click.option("--interval", default=None, help="Seconds between looks (default 15s).")
+@click.option(
+    "--min-update-seconds",
+    default=None,
+    help="Patch one pod at most this often (default 60s).",
+)
+def deletion_cost_command(
+    pods_url: str, namespace: str, interval: str | None, min_update_seconds: str | None
+) -> None:
+    """Keep controller.kubernetes.io/pod-deletion-cost on worker pods up to date (runs forever)."""
+    import threading
+
+    from dask_workspace.deletion_cost import DeletionCostLoop, kubernetes_patcher, settings
+
+    _setup_logging("INFO")
+    iv, mu, mp = settings(
+        interval=interval, min_update_seconds=min_update_seconds, max_patches=None
+    )
+    loop = DeletionCostLoop(
+        pods_url=pods_url,
+        patch=kubernetes_patcher(namespace),
+        interval=iv,
+        min_update_seconds=mu,
+        max_patches=mp,
+    )
+    logger.info("deletion cost: watching %s every %gs", pods_url, iv)
+    loop.run(threading.Event())

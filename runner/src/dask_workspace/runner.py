@@ -64,6 +64,7 @@ from dask_workspace.tasks import (
     TaskError,
     key_stage,
 )
+from dask_workspace.wake import wake_workers
 from dask_workspace.watchdog import (
     paused_idle_since,
     recyclable_now,
@@ -831,11 +832,13 @@ def run_study(
         if bundle is not None:
             # Before any worker is needed: workers that join later get it from the scheduler.
             register_bundle(client, bundle=bundle)
+        wake = wake_workers(client)  # scale from zero: a waiting no-op asks for a worker
         if not _wait_for_any_worker(client, timeout=settings.no_workers_timeout):
             raise ClusterError(
                 f"no worker joined the scheduler at {scheduler} within "
                 f"{settings.no_workers_timeout:.0f}s; check the worker pods."
             )
+        wake.release()
         _check_importable(client, study)
         pod_watcher = watcher_from_environment(
             selector=settings.worker_selector, interval=settings.kube_poll_interval

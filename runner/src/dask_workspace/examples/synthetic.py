@@ -10,7 +10,9 @@ Parameters (all optional unless noted):
 * ``fail_seed_mod``: the replicate raises when ``seed % fail_seed_mod == 0``;
 * ``fail_target``: true -> the targets raise;
 * ``leak_mib``: each replicate keeps this many MiB alive in the worker process (a leak);
-* ``kill_worker``: true -> the replicate SIGKILLs its own worker process (a poison group).
+* ``kill_worker``: true -> the replicate SIGKILLs its own worker process (a poison group);
+* ``busy``: true -> the replicate spins the CPU for its duration instead of sleeping (a
+  CPU-bound model, for the autoscaling benchmark's CPU-driven policy).
 """
 
 from __future__ import annotations
@@ -50,7 +52,11 @@ def simulate(params: dict[str, Any], seed: int) -> dict[str, Any]:
         block[::4096] = b"\1" * len(block[::4096])  # touch every page so it is resident
         _LEAKED.append(block)
     seconds = duration(params, seed)
-    if seconds > 0:
+    if seconds > 0 and params.get("busy"):
+        end = time.process_time() + seconds  # CPU seconds, whatever else shares the machine
+        while time.process_time() < end:
+            pass
+    elif seconds > 0:
         time.sleep(seconds)
     points = int(params.get("points", 4))
     return {
