@@ -22,7 +22,7 @@ RSS of every worker process, the scheduler and the runner is sampled with psutil
 
     .venv/bin/python bench/workspace_bench.py [--groups 240] [--windows 8,16] [--quick]
     .venv/bin/python bench/workspace_bench.py --only chunking   # section 5 alone (JSON only)
-    .venv/bin/python bench/workspace_bench.py --only tls        # section 6 alone (JSON + Markdown)
+    .venv/bin/python bench/workspace_bench.py --only tls        # section 7 alone (JSON + Markdown)
 
 6. (``--only tls``, not part of the full run) the trivial-task study on two workspaces of the
    local stack, plain TCP and Dask TLS (``tls.enabled``), runs interleaved: what TLS costs.
@@ -532,7 +532,7 @@ def chunking_report(c: dict[str, Any]) -> list[str]:
 # -- report -------------------------------------------------------------------------------------
 
 
-# -- section 6: Dask TLS ------------------------------------------------------------------------
+# -- section 7: Dask TLS ------------------------------------------------------------------------
 
 
 def tls_section(
@@ -673,7 +673,7 @@ def tls_report(t: dict[str, Any], res: dict[str, Any]) -> list[str]:
     """Section 6 as Markdown (written into REPORT.md by hand after an ``--only tls`` run)."""
     m = res["machine"]
     lines = [
-        f"## 6. Dask TLS: plain TCP vs TLS on trivial tasks, P = {t['groups']} "
+        f"## 7. Dask TLS: plain TCP vs TLS on trivial tasks, P = {t['groups']} "
         f"(R = {t['replicates']} + 2 targets, window W = {t['window']})",
         "",
         f"Two workspaces of the `{t['stack']}` stack up side by side, one plain "
@@ -712,21 +712,27 @@ def tls_report(t: dict[str, Any], res: dict[str, Any]) -> list[str]:
     return lines
 
 
-TLS_BEGIN = "<!-- section 6 (--only tls) begin -->"
-TLS_END = "<!-- section 6 (--only tls) end -->"
+TLS_BEGIN = "<!-- section 7 (--only tls) begin -->"
+TLS_END = "<!-- section 7 (--only tls) end -->"
+# Section 6 is written by `npm run bench:autoscale` (bench/autoscale-bench.ts), by hand-run
+# scenarios; a full run of this script keeps it as it is.
+AUTOSCALE_BEGIN = "<!-- section 6 (bench:autoscale) begin -->"
+AUTOSCALE_END = "<!-- section 6 (bench:autoscale) end -->"
 
 
-def tls_block(text: str) -> str | None:
-    """The section-6 block of a REPORT.md text, markers included (None when absent)."""
-    start, end = text.find(TLS_BEGIN), text.find(TLS_END)
+def tls_block(text: str, begin: str = TLS_BEGIN, end_marker: str = TLS_END) -> str | None:
+    """A marked block of a REPORT.md text, markers included (None when absent)."""
+    start, end = text.find(begin), text.find(end_marker)
     if start < 0 or end < start:
         return None
-    return text[start : end + len(TLS_END)]
+    return text[start : end + len(end_marker)]
 
 
-def with_tls_block(text: str, block: str) -> str:
-    """``text`` with its section-6 block replaced by ``block`` (appended when it has none)."""
-    old = tls_block(text)
+def with_tls_block(
+    text: str, block: str, begin: str = TLS_BEGIN, end_marker: str = TLS_END
+) -> str:
+    """``text`` with its marked block replaced by ``block`` (appended when it has none)."""
+    old = tls_block(text, begin, end_marker)
     if old is not None:
         return text.replace(old, block)
     return text.rstrip("\n") + "\n\n" + block + "\n"
@@ -1161,11 +1167,14 @@ def finish(res: dict[str, Any], *, out_dir: pathlib.Path) -> int:
         json.dumps(res, indent=2, default=str) + "\n"
     )
     plot(res, out_dir / "report.png")
-    # Section 6 (TLS) is measured alone (--only tls): a full run keeps its last block.
+    # Sections 6 (autoscaling) and 7 (TLS) are measured alone: a full run keeps their last blocks.
     previous = (out_dir / "REPORT.md").read_text() if (out_dir / "REPORT.md").exists() else ""
-    kept = tls_block(previous)
     text = report(res, goals)
-    (out_dir / "REPORT.md").write_text(text if kept is None else with_tls_block(text, kept))
+    for begin, end in ((AUTOSCALE_BEGIN, AUTOSCALE_END), (TLS_BEGIN, TLS_END)):
+        kept = tls_block(previous, begin, end)
+        if kept is not None:
+            text = with_tls_block(text, kept, begin, end)
+    (out_dir / "REPORT.md").write_text(text)
     for g in goals.values():
         logger.info(
             "%s  %s: %s", "MET " if g["met"] else "MISS", g["goal"], g["reached"]
@@ -1212,7 +1221,7 @@ def main() -> int:
         help="run one section alone and write its JSON to <out-dir>/results/ (no REPORT.md)",
     )
     ap.add_argument(
-        "--tls-repeats", type=int, default=4, help="runs per cell of section 6 (--only tls)"
+        "--tls-repeats", type=int, default=4, help="runs per cell of section 7 (--only tls)"
     )
     ap.add_argument("--out-dir", type=pathlib.Path, default=ROOT / "bench")
     ap.add_argument(
@@ -1285,7 +1294,7 @@ def main() -> int:
         before = report_md.read_text() if report_md.exists() else ""
         report_md.write_text(with_tls_block(before, block))
         print(block)
-        logger.info("wrote section 6 into %s", report_md)
+        logger.info("wrote section 7 into %s", report_md)
         return 0
     if a.only == "chunking":
         with tempfile.TemporaryDirectory(prefix="workspace-bench-") as tmp:

@@ -6,7 +6,8 @@
  *   CoreDNS carries on AKS, kind and kubeadm clusters);
  * - Dask: every pod of this workspace to every other (scheduler comm, worker peers, nanny ports
  *   are random, so no port list);
- * - the runner to the Kubernetes API (`network.apiServer`: its pod watch), and, when a job writes
+ * - the runner to the Kubernetes API (`network.apiServer`: its pod watch; in autoscaling mode
+ *   `dask` the pod-deletion-cost updater too, which patches pods), and, when a job writes
  *   to an object store (`az://`, `s3://`, `gs://`), to that store (`network.objectStore`: port
  *   443 on public addresses by default; NetworkPolicy cannot name a host, so it takes ranges);
  * - `network.extraEgress`: ranges every workspace pod may reach (a package index, a database).
@@ -18,6 +19,7 @@
 import type * as k8s from "@pulumi/kubernetes";
 import { exceptWithin, LINK_LOCAL, PRIVATE_RANGES } from "../config-security.js";
 import type { WorkspaceConfig } from "../types.js";
+import { usesKeda } from "./keda.js";
 import { instanceLabels, selectorLabels } from "./labels.js";
 
 type Spec = k8s.types.input.networking.v1.NetworkPolicySpec;
@@ -29,12 +31,14 @@ export function egressNames(instance: string): {
   dns: string;
   dask: string;
   runner: string;
+  deletionCost: string;
   extra: string;
 } {
   return {
     dns: `${instance}-egress-dns`,
     dask: `${instance}-egress-dask`,
     runner: `${instance}-egress-runner`,
+    deletionCost: `${instance}-egress-deletion-cost`,
     extra: `${instance}-egress-extra`,
   };
 }
@@ -104,6 +108,17 @@ export function egressPolicySpecs(
     specs.push({
       name: names.runner,
       spec: { podSelector: runner, policyTypes: ["Egress"], egress: runnerRules },
+    });
+  }
+  // Autoscaling mode dask: the pod-deletion-cost updater patches pods through the API server.
+  if (usesKeda(cfg)) {
+    specs.push({
+      name: names.deletionCost,
+      spec: {
+        podSelector: { matchLabels: selectorLabels(instance, "deletion-cost") },
+        policyTypes: ["Egress"],
+        egress: [runnerRules[0]],
+      },
     });
   }
   if (egress.extra.length > 0) {

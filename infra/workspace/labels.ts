@@ -15,7 +15,7 @@ export const MANAGED_BY = "pulumi";
 
 /** The parts of a workspace, each with its own pods, selectors and network rules. */
 export type WorkspaceComponent =
-  "config" | "scheduler" | "worker" | "runner" | "network" | "results";
+  "config" | "scheduler" | "worker" | "runner" | "network" | "results" | "deletion-cost";
 
 export type Labels = Record<string, string>;
 

@@ -4,7 +4,8 @@
  * Ingress:
  * - default deny for every pod in the namespace;
  * - the scheduler's comm port only from this workspace's worker and runner pods;
- * - the scheduler's dashboard only from this workspace's runner pods and the sources listed in
+ * - the scheduler's dashboard only from this workspace's runner pods (and, in autoscaling mode
+ *   `dask`, its pod-deletion-cost updater) and the sources listed in
  *   `scheduler.dashboardFrom` (a `kubectl port-forward` is not pod traffic and keeps working);
  * - workers from the scheduler, other workers and the runner on every port: each `dask worker`
  *   process (and its nanny) listens on a random port, which the scheduler hands to peers for
@@ -19,6 +20,7 @@ import type * as k8s from "@pulumi/kubernetes";
 import type { WorkspaceConfig } from "../types.js";
 import { dashboardPeers } from "./dashboard.js";
 import { egressPolicySpecs } from "./egress.js";
+import { usesKeda } from "./keda.js";
 import { recommendedLabels, selectorLabels, type WorkspaceNames } from "./labels.js";
 
 type NetworkPolicy = k8s.types.input.networking.v1.NetworkPolicy;
@@ -54,7 +56,10 @@ function policy(
   return { name, manifest };
 }
 
-function peer(instance: string, component: "scheduler" | "worker" | "runner"): Peer {
+function peer(
+  instance: string,
+  component: "scheduler" | "worker" | "runner" | "deletion-cost",
+): Peer {
   return { podSelector: { matchLabels: selectorLabels(instance, component) } };
 }
 
@@ -83,7 +88,12 @@ export function networkPolicies(ctx: NetworkContext): NamedPolicy[] {
       policyTypes: ["Ingress"],
       ingress: [
         {
-          from: [peer(instance, "runner"), ...dashboardPeers(cfg.hardening.dashboardFrom)],
+          from: [
+            peer(instance, "runner"),
+            // Mode dask: the pod-deletion-cost updater reads the scheduler's pod view here.
+            ...(usesKeda(cfg) ? [peer(instance, "deletion-cost")] : []),
+            ...dashboardPeers(cfg.hardening.dashboardFrom),
+          ],
           ports: [{ protocol: "TCP", port: cfg.scheduler.dashboardPort }],
         },
       ],
