@@ -214,6 +214,36 @@ describe("mode dask extras", () => {
     ]);
   });
 
+  it("lets the deletion-cost updater through the egress and dashboard policies (and only in mode dask)", async () => {
+    const selector = {
+      "app.kubernetes.io/name": "dask",
+      "app.kubernetes.io/instance": "dask",
+      "app.kubernetes.io/component": "deletion-cost",
+    };
+    const resources = await evaluate(workspaceConfig(DASK_RAW));
+    const dc = inputs(findResource(resources, T.deployment, "dask-deletion-cost"));
+    expect(dc.spec.template.metadata.labels).toMatchObject(selector);
+    const egress = inputs(findResource(resources, T.networkPolicy, "dask-egress-deletion-cost"));
+    expect(egress.spec.podSelector).toEqual({ matchLabels: selector });
+    expect(egress.spec.egress[0].ports).toEqual([
+      { protocol: "TCP", port: 443 },
+      { protocol: "TCP", port: 6443 },
+    ]);
+    const dashboard = inputs(findResource(resources, T.networkPolicy, "dask-scheduler-dashboard"));
+    expect(dashboard.spec.ingress[0].from).toContainEqual({
+      podSelector: { matchLabels: selector },
+    });
+
+    const cpu = await evaluate(workspaceConfig(AUTOSCALED_RAW));
+    expect(ofType(cpu, T.networkPolicy).map((r) => r.name)).not.toContain(
+      "dask-egress-deletion-cost",
+    );
+    const cpuDashboard = inputs(findResource(cpu, T.networkPolicy, "dask-scheduler-dashboard"));
+    expect(cpuDashboard.spec.ingress[0].from).not.toContainEqual({
+      podSelector: { matchLabels: selector },
+    });
+  });
+
   it("keeps mode cpu stacks exactly as before: a CPU HPA, no ScaledObject, no extra routes", async () => {
     const cfg = workspaceConfig(AUTOSCALED_RAW);
     expect(cfg.autoscaling.mode).toBe("cpu");
