@@ -21,7 +21,7 @@ beforeAll(async () => {
 it("creates no provider and leaves every object on the default provider", () => {
   expect(ofType(resources, "pulumi:providers:kubernetes")).toEqual([]);
   const objects = resources.filter((r) => r.custom && r.type.startsWith("kubernetes:"));
-  expect(objects).toHaveLength(15);
+  expect(objects).toHaveLength(18); // 15 + the three egress policies (DNS, Dask, runner)
   for (const r of objects) {
     expect(r.provider, `${r.type} ${r.name}`).toBeUndefined();
   }

@@ -41,7 +41,7 @@ describe("infra/index.ts, target kubernetes with kubeconfig and context", () => 
 
   it("puts every Kubernetes object on that provider, and creates nothing on Azure", () => {
     const objects = resources.filter((r) => r.custom && r.type.startsWith("kubernetes:"));
-    expect(objects).toHaveLength(15);
+    expect(objects).toHaveLength(18); // 15 + the three egress policies (DNS, Dask, runner)
     for (const r of objects) {
       expect(r.provider, `${r.type} ${r.name}`).toMatch(
         /^urn:pulumi:ci::dask-workspace::pulumi:providers:kubernetes::kubernetes::/,
