@@ -7,7 +7,11 @@
 # Build context: the repository root  (npm run images:build -- --registry R --tag T)
 # Pins: the Python version in the base tag must equal .python-version, and every package comes
 # from runner/requirements.lock with its hash (test/images.test.ts checks both).
-FROM python:3.11.7-slim-bookworm
+# The base: any Debian-based image whose `python` is CPython 3.11 with pip (the lock holds cp311
+# wheels). The default is the official slim image; the image test builds one from Debian packages
+# (test/images/build.sh, docs/images.md) and passes it here.
+ARG BASE_IMAGE=python:3.11.7-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

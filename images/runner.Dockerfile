@@ -5,7 +5,11 @@
 # so the runner's client and the cluster always run identical dask/distributed versions.
 #
 # Build context: the repository root  (npm run images:build -- --registry R --tag T)
-FROM python:3.11.7-slim-bookworm
+# The base: any Debian-based image whose `python` is CPython 3.11 with pip (the lock holds cp311
+# wheels). The default is the official slim image; the image test builds one from Debian packages
+# (test/images/build.sh, docs/images.md) and passes it here.
+ARG BASE_IMAGE=python:3.11.7-slim-bookworm
+FROM ${BASE_IMAGE}
 
 ENV PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \

@@ -64,7 +64,14 @@ describe.each(DOCKERFILES)("%s", (file) => {
     const from = ins.filter((i) => i.op === "FROM");
     expect(from).toHaveLength(1);
     const python = read(".python-version").trim();
-    expect(from[0]?.args).toBe(`python:${python}-slim-bookworm`);
+    // The base is a build argument (test/images/build.sh passes a Debian-built one); its
+    // default is what users build on.
+    expect(from[0]?.args).toBe("${BASE_IMAGE}");
+    const arg = ins.filter((i) => i.op === "ARG" && i.args.startsWith("BASE_IMAGE="));
+    expect(arg.map((i) => i.args)).toEqual([`BASE_IMAGE=python:${python}-slim-bookworm`]);
+    expect(ins.findIndex((i) => i.op === "ARG")).toBeLessThan(
+      ins.findIndex((i) => i.op === "FROM"),
+    );
   });
 
   it("installs exactly the lockfile, with hashes and without dependency resolution", () => {
