@@ -119,16 +119,22 @@ export function scaledObject(ctx: KedaContext): Record<string, unknown> {
 }
 
 /**
- * Lets KEDA's operator (in `kedaNamespace`) reach the scheduler's HTTP port; the workspace's
- * default-deny policy would otherwise drop its metric requests and the workers would never scale.
+ * A NetworkPolicy that lets every pod of one namespace reach the scheduler's HTTP (dashboard) port:
+ * KEDA's operator and Prometheus read its metrics there, and the workspace's default-deny policy
+ * would otherwise drop their requests.
  */
-export function kedaIngressPolicy(ctx: KedaContext): Record<string, unknown> {
-  const { cfg, instance } = ctx;
+export function schedulerHttpIngressPolicy(args: {
+  cfg: WorkspaceConfig;
+  instance: string;
+  name: string;
+  fromNamespace: string;
+}): Record<string, unknown> {
+  const { cfg, instance } = args;
   return {
     apiVersion: "networking.k8s.io/v1",
     kind: "NetworkPolicy",
     metadata: {
-      name: kedaNames(instance).kedaIngress,
+      name: args.name,
       namespace: cfg.namespace,
       labels: recommendedLabels(instance, "scheduler", cfg.images.dask),
     },
@@ -140,7 +146,7 @@ export function kedaIngressPolicy(ctx: KedaContext): Record<string, unknown> {
           from: [
             {
               namespaceSelector: {
-                matchLabels: { "kubernetes.io/metadata.name": cfg.autoscaling.dask!.kedaNamespace },
+                matchLabels: { "kubernetes.io/metadata.name": args.fromNamespace },
               },
             },
           ],
@@ -149,6 +155,16 @@ export function kedaIngressPolicy(ctx: KedaContext): Record<string, unknown> {
       ],
     },
   };
+}
+
+/** Lets KEDA's operator (in `kedaNamespace`) reach the scheduler: without it workers never scale. */
+export function kedaIngressPolicy(ctx: KedaContext): Record<string, unknown> {
+  return schedulerHttpIngressPolicy({
+    cfg: ctx.cfg,
+    instance: ctx.instance,
+    name: kedaNames(ctx.instance).kedaIngress,
+    fromNamespace: ctx.cfg.autoscaling.dask!.kedaNamespace,
+  });
 }
 
 /** The KEDA Helm release's arguments (`autoscaling.installKeda`), version pinned. */

@@ -7,7 +7,7 @@
  * processes listen on random ports and are not scraped. docs/autoscaling.md lists what to watch.
  */
 import type { WorkspaceConfig } from "../types.js";
-import { WORKSPACE_METRICS_PATH } from "./keda.js";
+import { schedulerHttpIngressPolicy, WORKSPACE_METRICS_PATH } from "./keda.js";
 import { recommendedLabels, selectorLabels } from "./labels.js";
 import { DASHBOARD_PORT_NAME } from "./scheduler.js";
 
@@ -43,25 +43,9 @@ export function prometheusIngressPolicy(ctx: {
   cfg: WorkspaceConfig;
   instance: string;
 }): Record<string, unknown> {
-  const { cfg, instance } = ctx;
-  const ns = cfg.monitoring?.prometheusNamespace ?? "monitoring";
-  return {
-    apiVersion: "networking.k8s.io/v1",
-    kind: "NetworkPolicy",
-    metadata: {
-      name: monitoringNames(instance).ingress,
-      namespace: cfg.namespace,
-      labels: recommendedLabels(instance, "scheduler", cfg.images.dask),
-    },
-    spec: {
-      podSelector: { matchLabels: selectorLabels(instance, "scheduler") },
-      policyTypes: ["Ingress"],
-      ingress: [
-        {
-          from: [{ namespaceSelector: { matchLabels: { "kubernetes.io/metadata.name": ns } } }],
-          ports: [{ protocol: "TCP", port: cfg.scheduler.dashboardPort }],
-        },
-      ],
-    },
-  };
+  return schedulerHttpIngressPolicy({
+    ...ctx,
+    name: monitoringNames(ctx.instance).ingress,
+    fromNamespace: ctx.cfg.monitoring?.prometheusNamespace ?? "monitoring",
+  });
 }
