@@ -8,6 +8,8 @@
 #                                    still be built, 2 when they cannot be (no Go toolchain)
 #   bash test/e2e/tools.sh --env     print `export` lines (PATH, PULUMI_HOME, E2E_LANGHOST,
 #                                    E2E_PROVIDER) for the tools this run uses
+#   --node (with any mode)           also the real node of `npm run test:node` (docs/e2e.md): kubelet
+#                                    and kube-proxy, containerd with its runc shim, CoreDNS
 #
 # Everything is built with the Go toolchain from the Go module proxy (our machines reach no other
 # download host):
@@ -21,9 +23,17 @@
 #     provider at @pulumi/kubernetes's version is installed;
 #   - our own test-only Node.js language host (test/e2e/langhost), used only when no official
 #     pulumi-language-nodejs is installed. The proxy serves no official host that fits.
+#   - for the real node (--node): kubelet and kube-proxy from the same k8s.io/kubernetes build
+#     (built right after the control plane, so they reuse its compiled packages), containerd 2.3
+#     (the LTS line that supports both Kubernetes 1.36 and this machine's cgroup v1; Debian's 1.6
+#     is not supported by a 1.36 kubelet) with ctr and the runc shim, and a CoreDNS built with only
+#     the plugins a cluster DNS needs (its full plugin set would take longer to build than the rest).
 # docs/e2e.md says what each one is and what ours does not do.
 #
-# Environment: DASK_WORKSPACE_CACHE (default ~/.cache/dask-workspace); E2E_BUILD_SERIAL=1 builds one
+# Environment: DASK_WORKSPACE_CACHE (default ~/.cache/dask-workspace); E2E_NODE_TOOLS=1 builds the
+# node's tools too, as optional (`npm run test:e2e` in .ci/run: a node tool that fails to build is
+# reported and left out, and `npm run test:node` then says it is skipped; with --node such a
+# failure fails the build); E2E_BUILD_SERIAL=1 builds one
 # tool after another instead of all at once; E2E_KEEP_GOCACHE=1 keeps Go's build cache after a build.
 set -euo pipefail
 
@@ -41,6 +51,8 @@ PULUMI_VERSION="$(node -p 'require(process.argv[1]).dependencies["@pulumi/pulumi
 K8S_PROVIDER_VERSION="$(node -p 'require(process.argv[1]).dependencies["@pulumi/kubernetes"]' "$ROOT/package.json")"
 KUBE_VERSION="1.36.3"
 KWOK_VERSION="0.8.0"
+CONTAINERD_VERSION="2.3.7"
+COREDNS_VERSION="1.14.7"
 # The Kubernetes provider: the proxy refuses every tagged version of provider/v4 and serves this
 # pseudo-version, whose commit is the v4.25.0 tag. Pinned, so every build is the same program.
 PROVIDER_MODULE_VERSION="v4.0.0-20260115033456-f47bc2d6f199"
@@ -61,7 +73,16 @@ export GOTOOLCHAIN=local
 # so the e2e tools never leave gigabytes behind; its peak size is logged in logs/build-times.log.
 export GOCACHE="$CACHE/go-build"
 
-MODE="${1:-ensure}"
+MODE="ensure"
+NODE_TOOLS="${E2E_NODE_TOOLS:-0}"
+NODE_OPTIONAL=$NODE_TOOLS
+for arg in "$@"; do
+  case "$arg" in
+    --node) NODE_TOOLS=1 NODE_OPTIONAL=0 ;;
+    --check | --env) MODE="$arg" ;;
+    *) echo "e2e-tools: unknown argument $arg (use --check, --env, --node)" >&2 && exit 2 ;;
+  esac
+done
 
 log() { echo "e2e-tools: $*" >&2; }
 
@@ -98,15 +119,17 @@ EOF
 # --- Kubernetes control plane -----------------------------------------------------------------
 # k8s.io/kubernetes replaces its k8s.io/* staging modules with ./staging/src/...; here each one
 # points at its published v0.X.Y twin. The list comes from the module's own go.mod.
-kube_stamp() { echo "kubernetes=$KUBE_VERSION recipe=2 $(go_version)"; }
-build_kube() {
+# kube_module: the throwaway module in $BUILD/kube that requires k8s.io/kubernetes; prints the
+# ldflags that stamp the version the way Kubernetes' own build (hack/lib/version.sh) does, so
+# /version reports v1.36.3 instead of v0.0.0-master (clients such as the Pulumi provider read it).
+kube_module() {
   local dir="$BUILD/kube" minor="${KUBE_VERSION#*.}"
-  local staging_version="0.${minor}" mod etcd_version ldflags
+  local staging_version="0.${minor}" mod etcd_version ldflags pkg
   mkdir -p "$dir"
-  (
-    cd "$dir"
-    mod="$(go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" | node -e '
-      let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).GoMod));')"
+  cd "$dir"
+  mod="$(go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" | node -e '
+    let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).GoMod));')"
+  if [[ ! -f go.mod ]] || ! grep -q "k8s.io/kubernetes v$KUBE_VERSION" go.mod; then
     {
       printf 'module dask-workspace.local/e2e-tools/kube\n\ngo 1.26\n\nreplace (\n'
       # "k8s.io/api => ./staging/src/k8s.io/api" becomes "k8s.io/api => k8s.io/api v0.36.3".
@@ -121,18 +144,86 @@ build_kube() {
     go get -tool "k8s.io/kubernetes/cmd/kube-apiserver@v$KUBE_VERSION" \
       "k8s.io/kubernetes/cmd/kube-controller-manager@v$KUBE_VERSION" \
       "k8s.io/kubernetes/cmd/kube-scheduler@v$KUBE_VERSION" \
-      "go.etcd.io/etcd/server/v3@$etcd_version"
-    # The version stamps that Kubernetes' own build (hack/lib/version.sh) sets: /version reports
-    # v1.36.3 instead of v0.0.0-master, and clients such as the Pulumi provider read it.
-    ldflags="-s -w"
-    local pkg
-    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
-      ldflags+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=${KUBE_VERSION%%.*}"
-      ldflags+=" -X $pkg.gitMinor=${minor%%.*} -X $pkg.gitTreeState=clean"
-    done
+      "k8s.io/kubernetes/cmd/kubelet@v$KUBE_VERSION" \
+      "k8s.io/kubernetes/cmd/kube-proxy@v$KUBE_VERSION" \
+      "go.etcd.io/etcd/server/v3@$etcd_version" >&2
+  fi
+  ldflags="-s -w"
+  for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X $pkg.gitVersion=v$KUBE_VERSION -X $pkg.gitMajor=${KUBE_VERSION%%.*}"
+    ldflags+=" -X $pkg.gitMinor=${minor%%.*} -X $pkg.gitTreeState=clean"
+  done
+  echo "$ldflags"
+}
+
+kube_stamp() { echo "kubernetes=$KUBE_VERSION recipe=3 $(go_version)"; }
+build_kube() {
+  (
+    local ldflags
+    ldflags="$(kube_module)"
+    cd "$BUILD/kube"
     go build -trimpath -ldflags "$ldflags" -o "$BIN/" k8s.io/kubernetes/cmd/kube-apiserver \
       k8s.io/kubernetes/cmd/kube-controller-manager k8s.io/kubernetes/cmd/kube-scheduler
     go build -trimpath -ldflags "-s -w" -o "$BIN/etcd" go.etcd.io/etcd/server/v3
+  )
+}
+
+# --- the real node (--node) ---------------------------------------------------------------------
+# kubelet and kube-proxy: the same module and version as the control plane. main() builds them
+# right after build_kube in the same round, so most packages come from the Go build cache.
+nodekube_stamp() { echo "kubelet=$KUBE_VERSION recipe=1 $(go_version)"; }
+build_nodekube() {
+  (
+    local ldflags
+    ldflags="$(kube_module)"
+    cd "$BUILD/kube"
+    go build -trimpath -ldflags "$ldflags" -o "$BIN/" k8s.io/kubernetes/cmd/kubelet \
+      k8s.io/kubernetes/cmd/kube-proxy
+  )
+}
+
+# containerd, its runc shim and ctr (to load our images). Pure Go: the snapshotters that need cgo
+# or kernel features this test does not use are left out by containerd's own build tags.
+containerd_stamp() { echo "containerd=$CONTAINERD_VERSION recipe=1 $(go_version)"; }
+build_containerd() {
+  local mod="github.com/containerd/containerd/v2" v="v$CONTAINERD_VERSION"
+  CGO_ENABLED=0 GOBIN="$BIN" go install -trimpath -tags "no_btrfs no_devmapper no_zfs" \
+    -ldflags "-s -w -X $mod/version.Version=$v -X $mod/version.Package=$mod" \
+    "$mod/cmd/containerd@$v" "$mod/cmd/containerd-shim-runc-v2@$v" "$mod/cmd/ctr@$v"
+}
+
+# CoreDNS with the plugins a cluster DNS uses: kubernetes, and no forward (names outside the
+# cluster are not resolved on purpose: this node reaches no other network). Upstream documents this way of
+# building: a main package that imports coremain and the chosen plugins.
+coredns_stamp() { echo "coredns=$COREDNS_VERSION recipe=2 $(go_version)"; }
+build_coredns() {
+  local dir="$BUILD/coredns"
+  rm -rf "$dir" && mkdir -p "$dir"
+  (
+    cd "$dir"
+    cat >main.go <<'EOF'
+// CoreDNS with a cluster DNS's plugins only (dask-workspace e2e, test/e2e/tools.sh).
+package main
+
+import (
+	_ "github.com/coredns/coredns/plugin/bind"
+	_ "github.com/coredns/coredns/plugin/cache"
+	_ "github.com/coredns/coredns/plugin/errors"
+	_ "github.com/coredns/coredns/plugin/health"
+	_ "github.com/coredns/coredns/plugin/kubernetes"
+	_ "github.com/coredns/coredns/plugin/log"
+	_ "github.com/coredns/coredns/plugin/ready"
+	_ "github.com/coredns/coredns/plugin/reload"
+
+	"github.com/coredns/coredns/coremain"
+)
+
+func main() { coremain.Run() }
+EOF
+    printf 'module dask-workspace.local/e2e-tools/coredns\n\ngo 1.26\n' >go.mod
+    go get "github.com/coredns/coredns@v$COREDNS_VERSION"
+    go mod tidy
+    CGO_ENABLED=0 go build -trimpath -ldflags "-s -w" -o "$BIN/coredns" .
   )
 }
 
@@ -248,17 +339,28 @@ print_env() {
 
 dir_mib() { du -sm "$1" 2>/dev/null | cut -f1 || echo 0; }
 
-# run_build NAME WANT FN: one build with its log, its time, and its stamp on success.
+# run_build NAME WANT FN FILES: one build with its log, its time, and its stamp on success. A build
+# succeeds when FN does AND every one of FILES exists afterwards (they are removed first): a build
+# function runs where `set -e` does not apply, so a failed command before its last one would
+# otherwise go unnoticed.
 run_build() {
-  local name="$1" want="$2" fn="$3" t0 secs
+  local name="$1" want="$2" fn="$3" files="$4" t0 secs f missing=""
   t0=$(date +%s)
+  for f in $files; do rm -f "$f"; done
   if "$fn" >"$LOGS/$name.log" 2>&1; then
+    for f in $files; do
+      [[ -e "$f" ]] || missing+=" $f"
+    done
+  else
+    missing=" (the build exited non-zero)"
+  fi
+  if [[ -z "$missing" ]]; then
     secs=$(($(date +%s) - t0))
     echo "$(date -u +%FT%TZ) $name $secs s ($want)" >>"$LOGS/build-times.log"
     write_stamp "$name" "$want"
     log "built $name in ${secs}s"
   else
-    log "building $name failed after $(($(date +%s) - t0))s; the end of $LOGS/$name.log:"
+    log "building $name failed after $(($(date +%s) - t0))s; not built:$missing; the end of $LOGS/$name.log:"
     tail -n 25 "$LOGS/$name.log" >&2
     return 1
   fi
@@ -286,7 +388,14 @@ main() {
   if [[ -z "$(official_on_path pulumi-language-nodejs)" ]]; then
     steps+=("langhost|$(langhost_stamp)|build_langhost|$LANGHOST_BIN/pulumi-language-nodejs")
   fi
-  local step name want fn files f todo=()
+  if ((NODE_TOOLS)); then
+    steps+=(
+      "nodekube|$(nodekube_stamp)|build_nodekube|$BIN/kubelet $BIN/kube-proxy"
+      "containerd|$(containerd_stamp)|build_containerd|$BIN/containerd $BIN/containerd-shim-runc-v2 $BIN/ctr"
+      "coredns|$(coredns_stamp)|build_coredns|$BIN/coredns"
+    )
+  fi
+  local step name want fn files f todo=() chained="" cname cwant cfn cfiles
   for step in "${steps[@]}"; do
     IFS='|' read -r name want fn files <<<"$step"
     local ok=1
@@ -303,12 +412,30 @@ main() {
   if ((${#todo[@]} > 0)); then
     local t0=$(date +%s) failed=0 pids=() names=() peak=0 size
     log "building ${#todo[@]} tool(s) $([[ "${E2E_BUILD_SERIAL:-0}" == 1 ]] && echo 'one after another' || echo 'at once'); logs in $LOGS/"
+    # kubelet and kube-proxy follow the control plane in the same job when both are due: built
+    # after it, they reuse its compiled packages (in parallel, both would compile them).
+    for step in "${todo[@]}"; do
+      [[ "$step" == nodekube\|* ]] && chained="$step"
+    done
+    if [[ -n "$chained" ]] && ! printf '%s\n' "${todo[@]}" | grep -q '^kube|'; then chained=""; fi
     for step in "${todo[@]}"; do
       IFS='|' read -r name want fn files <<<"$step"
+      [[ -n "$chained" && "$name" == nodekube ]] && continue
+      if [[ -n "$chained" && "$name" == kube ]]; then
+        IFS='|' read -r cname cwant cfn cfiles <<<"$chained"
+        if [[ "${E2E_BUILD_SERIAL:-0}" == 1 ]]; then
+          { run_build kube "$want" "$fn" "$files" && run_build "$cname" "$cwant" "$cfn" "$cfiles"; } || failed=1
+        else
+          { run_build kube "$want" "$fn" "$files" && run_build "$cname" "$cwant" "$cfn" "$cfiles"; } &
+          pids+=("$!")
+          names+=("kube+$cname")
+        fi
+        continue
+      fi
       if [[ "${E2E_BUILD_SERIAL:-0}" == 1 ]]; then
-        run_build "$name" "$want" "$fn" || failed=1
+        run_build "$name" "$want" "$fn" "$files" || failed=1
       else
-        run_build "$name" "$want" "$fn" &
+        run_build "$name" "$want" "$fn" "$files" &
         pids+=("$!")
         names+=("$name")
       fi
@@ -328,6 +455,21 @@ main() {
     ((size > peak)) && peak=$size
     echo "$(date -u +%FT%TZ) round ${#todo[@]} tool(s) $(($(date +%s) - t0)) s; Go build cache peak ${peak} MiB, module cache $(dir_mib "$(go env GOMODCACHE)") MiB" >>"$LOGS/build-times.log"
     log "build round took $(($(date +%s) - t0))s; Go build cache peak ${peak} MiB"
+    # What failed is read from the stamps: a chained job (kube, then kubelet) can fail in either.
+    failed=0
+    for step in "${todo[@]}"; do
+      IFS='|' read -r name want fn files <<<"$step"
+      [[ -f "$STAMPS/$name" && "$(cat "$STAMPS/$name")" == "$want" ]] && continue
+      case "$name" in
+        nodekube | containerd | coredns)
+          if ((NODE_OPTIONAL)); then
+            log "the node's tool $name was not built; the real-node test will be skipped"
+            continue
+          fi
+          ;;
+      esac
+      failed=1
+    done
     if ((failed)); then
       log "a build failed (see above); the e2e cannot run"
       return 1
@@ -339,6 +481,7 @@ main() {
   fi
   eval "$(print_env)"
   log "ready: pulumi v$PULUMI_VERSION, kube v$KUBE_VERSION, kwok v$KWOK_VERSION in $BIN"
+  ((NODE_TOOLS)) && log "  node: kubelet and kube-proxy v$KUBE_VERSION, containerd v$CONTAINERD_VERSION, coredns v$COREDNS_VERSION"
   log "  language host: $E2E_LANGHOST"
   log "  kubernetes provider: $E2E_PROVIDER"
   return 0

@@ -1,0 +1,393 @@
+"""The assertions of `npm run test:node` (test/e2e/node.sh), against the real kube-apiserver, the
+real Dask scheduler (reached through its Service, so kube-proxy's rules carry the connection) and
+the results volume (a hostPath PersistentVolume the test reads directly).
+
+    python test/e2e/node/node_checks.py after-up | scale-down | oom | after-destroy
+
+Reads NODE_IP, API_PORT, PKI, WORK, NAMESPACE, REPLICAS and NPROCS from the environment. Prints
+what it saw; exits non-zero with the reason on the first failed check.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import pathlib
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pyarrow.parquet as pq
+from dask.utils import parse_bytes
+from distributed import Client
+from kubernetes import client
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+ENV = os.environ
+NS = ENV.get("NAMESPACE", "")
+WORK = pathlib.Path(ENV.get("WORK", "/nonexistent"))
+RESULTS = WORK / "results"  # the hostPath behind the results claim, mounted at /results in Jobs
+WORKER_SELECTOR = "app.kubernetes.io/component=worker"
+SCHEDULER_SELECTOR = "app.kubernetes.io/component=scheduler"
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def check(cond: bool, message: str) -> None:
+    if not cond:
+        raise CheckFailed(message)
+
+
+def say(message: str) -> None:
+    print(message, flush=True)
+
+
+def api_client() -> client.ApiClient:
+    conf = client.Configuration()
+    conf.host = f"https://{ENV['NODE_IP']}:{ENV['API_PORT']}"
+    pki = pathlib.Path(ENV["PKI"])
+    conf.ssl_ca_cert = str(pki / "ca.crt")
+    conf.cert_file = str(pki / "admin.crt")
+    conf.key_file = str(pki / "admin.key")
+    return client.ApiClient(conf)
+
+
+API = api_client()
+CORE = client.CoreV1Api(API)
+APPS = client.AppsV1Api(API)
+BATCH = client.BatchV1Api(API)
+
+
+def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+    """Polls ``probe`` until it returns something truthy; fails with ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise CheckFailed(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def pods(selector: str) -> list[Any]:
+    return CORE.list_namespaced_pod(NS, label_selector=selector).items
+
+
+def ready(pod: Any) -> bool:
+    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+
+
+def pod_line(pod: Any) -> str:
+    statuses = pod.status.container_statuses or []
+    restarts = sum(s.restart_count or 0 for s in statuses)
+    return (
+        f"{pod.metadata.name}: phase {pod.status.phase}, Ready {ready(pod)}, restarts {restarts}"
+    )
+
+
+def events_for(name: str) -> list[Any]:
+    return CORE.list_namespaced_event(NS, field_selector=f"involvedObject.name={name}").items
+
+
+def worker_deployment() -> Any:
+    items = APPS.list_namespaced_deployment(NS, label_selector=WORKER_SELECTOR).items
+    check(len(items) == 1, f"expected one worker Deployment, found {len(items)}")
+    return items[0]
+
+
+def arg_after(args: list[str], flag: str) -> str:
+    check(flag in args, f"{flag} not in {args}")
+    return args[args.index(flag) + 1]
+
+
+def scheduler_address() -> str:
+    """The scheduler's Service (its cluster IP: kube-proxy's rules carry the connection)."""
+    svcs = CORE.list_namespaced_service(NS, label_selector=SCHEDULER_SELECTOR).items
+    check(len(svcs) >= 1, "no scheduler Service")
+    svc = svcs[0]
+    port = next(p.port for p in svc.spec.ports if p.port == 8786 or "comm" in (p.name or ""))
+    return f"tcp://{svc.spec.cluster_ip}:{port}"
+
+
+def dask_workers() -> dict[str, dict[str, Any]]:
+    with Client(scheduler_address(), timeout=30) as c:
+        return c.scheduler_info(n_workers=-1)["workers"]
+
+
+def job_summary(job: Any) -> dict[str, Any]:
+    args = job.spec.template.spec.containers[0].command + (
+        job.spec.template.spec.containers[0].args or []
+    )
+    path = arg_after(args, "--summary")
+    check(path.startswith("/results/"), f"summary path {path} is not on the results volume")
+    local = RESULTS / path.removeprefix("/results/")
+    check(local.is_file(), f"no summary at {local} (the Job's {path} on the results volume)")
+    return json.loads(local.read_text())
+
+
+def job_done(name: str) -> str | None:
+    job = BATCH.read_namespaced_job(name, NS)
+    for c in job.status.conditions or []:
+        if c.status == "True" and c.type in ("Complete", "Failed"):
+            return c.type
+    return None
+
+
+def parquet_rows(results_dir: pathlib.Path) -> tuple[int, int]:
+    files = sorted(results_dir.rglob("*.parquet"))
+    rows = sum(pq.read_metadata(f).num_rows for f in files)
+    return len(files), rows
+
+
+# --- after-up ------------------------------------------------------------------------------------
+def after_up() -> None:
+    replicas, nprocs = int(ENV["REPLICAS"]), int(ENV["NPROCS"])
+    (sched,) = pods(SCHEDULER_SELECTOR)
+    spec = sched.spec.containers[0]
+    check(spec.readiness_probe is not None and spec.liveness_probe is not None, "scheduler probes")
+    # Long enough after the start that the liveness probe has run several times.
+    started = sched.status.start_time.timestamp()
+    period = spec.liveness_probe.period_seconds or 10
+    wait_for(
+        "three liveness periods of the scheduler",
+        lambda: time.time() - started > (spec.liveness_probe.initial_delay_seconds or 0) + 3 * period,
+        timeout=600,
+    )
+    sched = CORE.read_namespaced_pod(sched.metadata.name, NS)
+    unhealthy = [e for e in events_for(sched.metadata.name) if e.reason == "Unhealthy"]
+    say(f"scheduler {pod_line(sched)}; Unhealthy probe events {len(unhealthy)}")
+    say(f"  readiness {probe_text(spec.readiness_probe)}; liveness {probe_text(spec.liveness_probe)}")
+    check(sched.status.phase == "Running" and ready(sched), "the scheduler pod is not Running and Ready")
+    check(sum(s.restart_count for s in sched.status.container_statuses) == 0, "the scheduler restarted")
+    check(not unhealthy, f"probe failures: {[e.message for e in unhealthy]}")
+
+    workers = pods(WORKER_SELECTOR)
+    for p in workers:
+        say(f"worker {pod_line(p)}")
+    check(len(workers) == replicas and all(ready(p) for p in workers), "worker pods not all Ready")
+    dep = worker_deployment()
+    c0 = dep.spec.template.spec.containers[0]
+    rendered = parse_bytes(arg_after(c0.command + (c0.args or []), "--memory-limit"))
+    registered = wait_for(
+        f"{replicas * nprocs} worker processes at the scheduler",
+        lambda: (w := dask_workers()) and len(w) == replicas * nprocs and w,
+        timeout=120,
+    )
+    limits = sorted({w["memory_limit"] for w in registered.values()})
+    say(
+        f"workers registered with the scheduler: {len(registered)} (= {replicas} pods x {nprocs}"
+        f" processes), memory_limit {limits} (rendered --memory-limit {rendered})"
+    )
+    check(limits == [rendered], f"memory limits {limits} != rendered {rendered}")
+
+    jobs = BATCH.list_namespaced_job(NS).items
+    check(len(jobs) == 2, f"expected 2 Jobs, found {[j.metadata.name for j in jobs]}")
+    for job in jobs:
+        name = job.metadata.name
+        state = wait_for(f"Job {name} to finish", lambda n=name: job_done(n), timeout=600)
+        job = BATCH.read_namespaced_job(name, NS)
+        jp = pods(f"job-name={name}")
+        say(f"Job {name}: {state}, succeeded {job.status.succeeded}, pods {[pod_line(p) for p in jp]}")
+        check(state == "Complete" and job.status.succeeded == 1, f"Job {name} did not succeed")
+        s = job_summary(job)
+        keys = ("status", "groups_total", "groups_persisted", "groups_failed", "tasks_submitted",
+                "tasks_recomputed", "utilization", "chunk_sizes", "pod_oom_kills")
+        say(f"  summary: {json.dumps({k: s.get(k) for k in keys})}")
+        check(s["groups_total"] > 0 and s["groups_persisted"] == s["groups_total"], "groups missing")
+        check(s["groups_failed"] == 0, "failed groups")
+        args = job.spec.template.spec.containers[0].command
+        res = RESULTS / arg_after(args, "--results").removeprefix("/results/")
+        files, rows = parquet_rows(res)
+        say(f"  results volume: {files} Parquet files, {rows} rows under {res}")
+        check(files > 0 and rows > 0, f"no results under {res}")
+
+
+def probe_text(p: Any) -> str:
+    how = (
+        f"httpGet {p.http_get.path}:{p.http_get.port}" if p.http_get
+        else f"tcp {p.tcp_socket.port}" if p.tcp_socket
+        else f"exec {p._exec.command}" if p._exec else "?"
+    )
+    return f"{how} every {p.period_seconds}s, failureThreshold {p.failure_threshold}"
+
+
+# --- a runner Job of our own, cloned from the rendered one ---------------------------------------
+def run_clone(name: str, study_yaml: str, files: dict[str, str]) -> str:
+    """Creates a Job that is the stack's sir-grid Job with another study: a ConfigMap holds the
+    study and its module, and the runner writes under /results/<name>. Returns the Job's name."""
+    (base,) = [j for j in BATCH.list_namespaced_job(NS).items if "sir-grid" in j.metadata.name]
+    CORE.create_namespaced_config_map(
+        NS,
+        client.V1ConfigMap(
+            metadata=client.V1ObjectMeta(name=f"{name}-study"),
+            data={"study.yaml": study_yaml, **files},
+        ),
+    )
+    tpl = copy.deepcopy(base.spec.template)
+    for key in list(tpl.metadata.labels or {}):
+        if "controller-uid" in key or "job-name" in key:
+            del tpl.metadata.labels[key]
+    c0 = tpl.spec.containers[0]
+    cmd = list(c0.command)
+    cmd[cmd.index("run") + 1] = "/study/study.yaml"
+    cmd[cmd.index("--results") + 1] = f"/results/{name}"
+    cmd[cmd.index("--summary") + 1] = f"/results/{name}/summary.json"
+    c0.command = cmd
+    for v in tpl.spec.volumes:
+        if v.name == "study":
+            v.config_map = client.V1ConfigMapVolumeSource(name=f"{name}-study")
+    job = client.V1Job(
+        metadata=client.V1ObjectMeta(name=name, labels=dict(base.metadata.labels or {})),
+        spec=client.V1JobSpec(backoff_limit=0, template=tpl),
+    )
+    BATCH.create_namespaced_job(NS, job)
+    return name
+
+
+def leaky_study(name: str, groups: int, seconds: float, leak_mib: int, shared_mib: int) -> str:
+    return json.dumps(
+        {
+            "name": name,
+            "model": "leaky:simulate",
+            "targets": {"mean": "leaky:mean_value"},
+            "parameters": {
+                "grid": {
+                    "k": {"start": 0, "stop": groups - 1, "num": groups},
+                    "leak_mib": leak_mib,
+                    "shared_mib": shared_mib,
+                    "seconds": seconds,
+                }
+            },
+            "replicates": 4,
+            "seed": 7,
+        }
+    )
+
+
+LEAKY = (ROOT / "examples/studies/leak/leaky.py").read_text()
+
+
+def runner_pod(job: str) -> Any:
+    ps = pods(f"job-name={job}")
+    return ps[0] if ps else None
+
+
+def scheduler_log() -> str:
+    (sched,) = pods(SCHEDULER_SELECTOR)
+    return CORE.read_namespaced_pod_log(sched.metadata.name, NS)
+
+
+# --- scale-down ----------------------------------------------------------------------------------
+def scale_down() -> None:
+    nprocs = int(ENV["NPROCS"])
+    name = run_clone("node-hold", leaky_study("hold", 32, 0.5, 0, 0), {"leaky.py": LEAKY})
+    out = RESULTS / name
+    # The study holds results: groups persisted and more in flight on both worker pods.
+    wait_for("3 groups persisted by the hold study", lambda: parquet_rows(out)[0] >= 3, timeout=300)
+    before = {p.metadata.name for p in pods(WORKER_SELECTOR)}
+    dep = worker_deployment()
+    t0 = time.monotonic()
+    APPS.patch_namespaced_deployment_scale(dep.metadata.name, NS, {"spec": {"replicas": 1}})
+    say(f"scaled {dep.metadata.name} 2 -> 1 with {parquet_rows(out)[0]} groups persisted")
+    gone = wait_for(
+        "a worker pod to terminate",
+        lambda: (left := {p.metadata.name for p in pods(WORKER_SELECTOR)}) < before and before - left,
+        timeout=300,
+    )
+    say(f"worker pod {sorted(gone)} terminated {time.monotonic() - t0:.1f} s after the scale-down")
+    state = wait_for("the hold study's Job", lambda: job_done(name), timeout=600)
+    s = json.loads((out / "summary.json").read_text())
+    keys = ("status", "groups_total", "groups_persisted", "tasks_recomputed", "worker_deaths",
+            "tasks_submitted")
+    say(f"Job {name}: {state}; summary {json.dumps({k: s.get(k) for k in keys})}")
+    retired = [ln for ln in scheduler_log().splitlines() if "etir" in ln]
+    say(f"scheduler log, retirement lines: {len(retired)}")
+    for ln in retired[:6]:
+        say(f"  {ln.strip()[:200]}")
+    failed_hooks = [e for g in gone for e in events_for(g) if e.reason == "FailedPreStopHook"]
+    check(not failed_hooks, f"preStop hook failed: {[e.message for e in failed_hooks]}")
+    check(retired, "the scheduler logged no retirement: the preStop retire did not run")
+    check(state == "Complete", "the hold study's Job did not complete")
+    check(s["groups_persisted"] == s["groups_total"], "groups missing after the scale-down")
+    check(s["tasks_recomputed"] == 0, f"{s['tasks_recomputed']} tasks recomputed")
+    check(s.get("worker_deaths", 0) == 0, "a retired worker counted as a death")
+    check(len(dask_workers()) == nprocs, "the scheduler still lists the retired pod's workers")
+
+
+# --- oom -----------------------------------------------------------------------------------------
+def oom() -> None:
+    dep = worker_deployment()
+    pod_mem = parse_bytes(dep.spec.template.spec.containers[0].resources.limits["memory"])
+    nprocs = int(ENV["NPROCS"])
+    c0 = dep.spec.template.spec.containers[0]
+    cmd = list(c0.command)
+    i = cmd.index("--memory-limit") + 1
+    old = cmd[i]
+    cmd[i] = str(pod_mem // nprocs)  # zero headroom: what validation refuses
+    patch = {"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": c0.name, "command": cmd}]}}}}
+    APPS.patch_namespaced_deployment(dep.metadata.name, NS, patch)
+    say(f"worker --memory-limit {old} -> {cmd[i]} (pod limit {pod_mem} / {nprocs}: zero headroom)")
+
+    def rolled() -> bool:
+        ps = pods(WORKER_SELECTOR)
+        return len(ps) == 1 and ready(ps[0]) and cmd[i] in ps[0].spec.containers[0].command
+    wait_for("the zero-headroom worker pod", rolled, timeout=300)
+    name = run_clone("node-leak", leaky_study("leak", 24, 0.2, 20, 320), {"leaky.py": LEAKY})
+
+    def killed() -> list[str]:
+        out = []
+        for p in pods(WORKER_SELECTOR):
+            for s in p.status.container_statuses or []:
+                for st in (s.last_state, s.state):
+                    t = st.terminated if st else None
+                    if t is not None and t.reason == "OOMKilled":
+                        out.append(f"{p.metadata.name}/{s.name} exit {t.exit_code} at {t.finished_at}")
+        return out
+    t0 = time.monotonic()
+    kills = wait_for("an OOMKilled worker container (kubelet status)", killed, timeout=300)
+    say(f"kubelet status after {time.monotonic() - t0:.1f} s: {kills}")
+    # The runner's watcher polls every 10 s; give it two polls, then stop the runner (SIGTERM: it
+    # persists what finished and writes its summary).
+    time.sleep(25)
+    pod = runner_pod(name)
+    CORE.delete_namespaced_pod(pod.metadata.name, NS)
+    summary = RESULTS / name / "summary.json"
+    wait_for("the leak runner's summary", summary.is_file, timeout=120)
+    s = json.loads(summary.read_text())
+    keys = ("status", "groups_persisted", "groups_total", "pod_oom_kills", "worker_deaths")
+    say(f"runner summary: {json.dumps({k: s.get(k) for k in keys})}")
+    check((s.get("pod_oom_kills") or 0) >= 1, "the runner's watcher counted no OOM kill")
+
+
+# --- after-destroy -------------------------------------------------------------------------------
+def after_destroy() -> None:
+    def quiet() -> bool:
+        return not [p for p in CORE.list_namespaced_pod(NS).items if p.status.phase in ("Running", "Pending")]
+    wait_for("every pod of the namespace to stop", quiet, timeout=180)
+    left = [p.metadata.name for p in CORE.list_namespaced_pod(NS).items]
+    say(f"pods left in {NS}: {left}")
+    deps = APPS.list_namespaced_deployment(NS).items
+    check(not deps, f"Deployments left: {[d.metadata.name for d in deps]}")
+
+
+def main() -> int:
+    what = sys.argv[1] if len(sys.argv) > 1 else ""
+    steps = {"after-up": after_up, "scale-down": scale_down, "oom": oom, "after-destroy": after_destroy}
+    if what not in steps:
+        print(f"usage: node_checks.py {'|'.join(steps)}", file=sys.stderr)
+        return 2
+    try:
+        steps[what]()
+    except CheckFailed as exc:
+        print(f"node check {what}: FAILED: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
