@@ -113,7 +113,8 @@ API_PORT=6443
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/dask-workspace-node.XXXXXX")"
 N="$WORK/node"
 PKI="$WORK/pki"
-mkdir -p "$WORK/logs" "$PKI" "$WORK/state" "$N/cni" "$WORK/results"
+CTRD_ROOT="$CACHE/node/containerd"
+mkdir -p "$WORK/logs" "$PKI" "$WORK/state" "$N/cni" "$WORK/results" "$CTRD_ROOT"
 PIDS=()
 NAMES=()
 TSX="$ROOT/node_modules/.bin/tsx"
@@ -283,7 +284,7 @@ cat >"$N/cni/10-dw-node.conflist" <<EOF
 EOF
 cat >"$N/containerd.toml" <<EOF
 version = 3
-root = "$N/containerd"
+root = "$CTRD_ROOT"
 state = "$N/containerd-state"
 [grpc]
   address = "$N/containerd.sock"
@@ -315,8 +316,13 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 IMG_T0=$(date +%s)
+# containerd's image store is kept in the cache between runs: an archive (named by its image ID) is
+# imported once, unless its image is gone from the store.
 for tar in $NODE_ARCHIVES; do
-  ctr_ images import --no-unpack "$tar" >>"$WORK/logs/images.log" 2>&1 || fail "ctr images import $tar; see $WORK/logs/images.log"
+  mark="$CTRD_ROOT/imported-$(basename "$tar")"
+  if [[ -f "$mark" ]] && ctr_ images ls -q | grep -qxF "$(cat "$mark")"; then continue; fi
+  ctr_ images import --snapshotter overlayfs "$tar" >>"$WORK/logs/images.log" 2>&1 || fail "ctr images import $tar; see $WORK/logs/images.log"
+  tar -xOf "$tar" manifest.json | node -e 'let s="";process.stdin.on("data",(c)=>(s+=c)).on("end",()=>console.log(JSON.parse(s)[0].RepoTags[0]))' >"$mark"
 done
 ctr_ images ls -q | grep -v '^sha256:'
 echo "images loaded into containerd in $(($(date +%s) - IMG_T0))s"

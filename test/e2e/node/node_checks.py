@@ -28,7 +28,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[3]
 ENV = os.environ
 NS = ENV.get("NAMESPACE", "")
 WORK = pathlib.Path(ENV.get("WORK", "/nonexistent"))
-RESULTS = WORK / "results"  # the hostPath behind the results claim, mounted at /results in Jobs
+RESULTS = (
+    WORK / "results"
+)  # the hostPath behind the results claim, mounted at /results in Jobs
 WORKER_SELECTOR = "app.kubernetes.io/component=worker"
 SCHEDULER_SELECTOR = "app.kubernetes.io/component=scheduler"
 
@@ -62,7 +64,9 @@ APPS = client.AppsV1Api(API)
 BATCH = client.BatchV1Api(API)
 
 
-def wait_for(what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0) -> Any:
+def wait_for(
+    what: str, probe: Callable[[], Any], timeout: float, interval: float = 1.0
+) -> Any:
     """Polls ``probe`` until it returns something truthy; fails with ``what`` after ``timeout``."""
     deadline = time.monotonic() + timeout
     while True:
@@ -79,19 +83,21 @@ def pods(selector: str) -> list[Any]:
 
 
 def ready(pod: Any) -> bool:
-    return any(c.type == "Ready" and c.status == "True" for c in pod.status.conditions or [])
+    return any(
+        c.type == "Ready" and c.status == "True" for c in pod.status.conditions or []
+    )
 
 
 def pod_line(pod: Any) -> str:
     statuses = pod.status.container_statuses or []
     restarts = sum(s.restart_count or 0 for s in statuses)
-    return (
-        f"{pod.metadata.name}: phase {pod.status.phase}, Ready {ready(pod)}, restarts {restarts}"
-    )
+    return f"{pod.metadata.name}: phase {pod.status.phase}, Ready {ready(pod)}, restarts {restarts}"
 
 
 def events_for(name: str) -> list[Any]:
-    return CORE.list_namespaced_event(NS, field_selector=f"involvedObject.name={name}").items
+    return CORE.list_namespaced_event(
+        NS, field_selector=f"involvedObject.name={name}"
+    ).items
 
 
 def worker_deployment() -> Any:
@@ -110,7 +116,9 @@ def scheduler_address() -> str:
     svcs = CORE.list_namespaced_service(NS, label_selector=SCHEDULER_SELECTOR).items
     check(len(svcs) >= 1, "no scheduler Service")
     svc = svcs[0]
-    port = next(p.port for p in svc.spec.ports if p.port == 8786 or "comm" in (p.name or ""))
+    port = next(
+        p.port for p in svc.spec.ports if p.port == 8786 or "comm" in (p.name or "")
+    )
     return f"tcp://{svc.spec.cluster_ip}:{port}"
 
 
@@ -124,9 +132,15 @@ def job_summary(job: Any) -> dict[str, Any]:
         job.spec.template.spec.containers[0].args or []
     )
     path = arg_after(args, "--summary")
-    check(path.startswith("/results/"), f"summary path {path} is not on the results volume")
+    check(
+        path.startswith("/results/"),
+        f"summary path {path} is not on the results volume",
+    )
     local = RESULTS / path.removeprefix("/results/")
-    check(local.is_file(), f"no summary at {local} (the Job's {path} on the results volume)")
+    check(
+        local.is_file(),
+        f"no summary at {local} (the Job's {path} on the results volume)",
+    )
     return json.loads(local.read_text())
 
 
@@ -149,27 +163,44 @@ def after_up() -> None:
     replicas, nprocs = int(ENV["REPLICAS"]), int(ENV["NPROCS"])
     (sched,) = pods(SCHEDULER_SELECTOR)
     spec = sched.spec.containers[0]
-    check(spec.readiness_probe is not None and spec.liveness_probe is not None, "scheduler probes")
+    check(
+        spec.readiness_probe is not None and spec.liveness_probe is not None,
+        "scheduler probes",
+    )
     # Long enough after the start that the liveness probe has run several times.
     started = sched.status.start_time.timestamp()
     period = spec.liveness_probe.period_seconds or 10
     wait_for(
         "three liveness periods of the scheduler",
-        lambda: time.time() - started > (spec.liveness_probe.initial_delay_seconds or 0) + 3 * period,
+        lambda: (
+            time.time() - started
+            > (spec.liveness_probe.initial_delay_seconds or 0) + 3 * period
+        ),
         timeout=600,
     )
     sched = CORE.read_namespaced_pod(sched.metadata.name, NS)
     unhealthy = [e for e in events_for(sched.metadata.name) if e.reason == "Unhealthy"]
     say(f"scheduler {pod_line(sched)}; Unhealthy probe events {len(unhealthy)}")
-    say(f"  readiness {probe_text(spec.readiness_probe)}; liveness {probe_text(spec.liveness_probe)}")
-    check(sched.status.phase == "Running" and ready(sched), "the scheduler pod is not Running and Ready")
-    check(sum(s.restart_count for s in sched.status.container_statuses) == 0, "the scheduler restarted")
+    say(
+        f"  readiness {probe_text(spec.readiness_probe)}; liveness {probe_text(spec.liveness_probe)}"
+    )
+    check(
+        sched.status.phase == "Running" and ready(sched),
+        "the scheduler pod is not Running and Ready",
+    )
+    check(
+        sum(s.restart_count for s in sched.status.container_statuses) == 0,
+        "the scheduler restarted",
+    )
     check(not unhealthy, f"probe failures: {[e.message for e in unhealthy]}")
 
     workers = pods(WORKER_SELECTOR)
     for p in workers:
         say(f"worker {pod_line(p)}")
-    check(len(workers) == replicas and all(ready(p) for p in workers), "worker pods not all Ready")
+    check(
+        len(workers) == replicas and all(ready(p) for p in workers),
+        "worker pods not all Ready",
+    )
     dep = worker_deployment()
     c0 = dep.spec.template.spec.containers[0]
     rendered = parse_bytes(arg_after(c0.command + (c0.args or []), "--memory-limit"))
@@ -189,16 +220,35 @@ def after_up() -> None:
     check(len(jobs) == 2, f"expected 2 Jobs, found {[j.metadata.name for j in jobs]}")
     for job in jobs:
         name = job.metadata.name
-        state = wait_for(f"Job {name} to finish", lambda n=name: job_done(n), timeout=600)
+        state = wait_for(
+            f"Job {name} to finish", lambda n=name: job_done(n), timeout=600
+        )
         job = BATCH.read_namespaced_job(name, NS)
         jp = pods(f"job-name={name}")
-        say(f"Job {name}: {state}, succeeded {job.status.succeeded}, pods {[pod_line(p) for p in jp]}")
-        check(state == "Complete" and job.status.succeeded == 1, f"Job {name} did not succeed")
+        say(
+            f"Job {name}: {state}, succeeded {job.status.succeeded}, pods {[pod_line(p) for p in jp]}"
+        )
+        check(
+            state == "Complete" and job.status.succeeded == 1,
+            f"Job {name} did not succeed",
+        )
         s = job_summary(job)
-        keys = ("status", "groups_total", "groups_persisted", "groups_failed", "tasks_submitted",
-                "tasks_recomputed", "utilization", "chunk_sizes", "pod_oom_kills")
+        keys = (
+            "status",
+            "groups_total",
+            "groups_persisted",
+            "groups_failed",
+            "tasks_submitted",
+            "tasks_recomputed",
+            "utilization",
+            "chunk_sizes",
+            "pod_oom_kills",
+        )
         say(f"  summary: {json.dumps({k: s.get(k) for k in keys})}")
-        check(s["groups_total"] > 0 and s["groups_persisted"] == s["groups_total"], "groups missing")
+        check(
+            s["groups_total"] > 0 and s["groups_persisted"] == s["groups_total"],
+            "groups missing",
+        )
         check(s["groups_failed"] == 0, "failed groups")
         args = job.spec.template.spec.containers[0].command
         res = RESULTS / arg_after(args, "--results").removeprefix("/results/")
@@ -209,9 +259,13 @@ def after_up() -> None:
 
 def probe_text(p: Any) -> str:
     how = (
-        f"httpGet {p.http_get.path}:{p.http_get.port}" if p.http_get
-        else f"tcp {p.tcp_socket.port}" if p.tcp_socket
-        else f"exec {p._exec.command}" if p._exec else "?"
+        f"httpGet {p.http_get.path}:{p.http_get.port}"
+        if p.http_get
+        else f"tcp {p.tcp_socket.port}"
+        if p.tcp_socket
+        else f"exec {p._exec.command}"
+        if p._exec
+        else "?"
     )
     return f"{how} every {p.period_seconds}s, failureThreshold {p.failure_threshold}"
 
@@ -220,7 +274,9 @@ def probe_text(p: Any) -> str:
 def run_clone(name: str, study_yaml: str, files: dict[str, str]) -> str:
     """Creates a Job that is the stack's sir-grid Job with another study: a ConfigMap holds the
     study and its module, and the runner writes under /results/<name>. Returns the Job's name."""
-    (base,) = [j for j in BATCH.list_namespaced_job(NS).items if "sir-grid" in j.metadata.name]
+    (base,) = [
+        j for j in BATCH.list_namespaced_job(NS).items if "sir-grid" in j.metadata.name
+    ]
     CORE.create_namespaced_config_map(
         NS,
         client.V1ConfigMap(
@@ -242,14 +298,18 @@ def run_clone(name: str, study_yaml: str, files: dict[str, str]) -> str:
         if v.name == "study":
             v.config_map = client.V1ConfigMapVolumeSource(name=f"{name}-study")
     job = client.V1Job(
-        metadata=client.V1ObjectMeta(name=name, labels=dict(base.metadata.labels or {})),
+        metadata=client.V1ObjectMeta(
+            name=name, labels=dict(base.metadata.labels or {})
+        ),
         spec=client.V1JobSpec(backoff_limit=0, template=tpl),
     )
     BATCH.create_namespaced_job(NS, job)
     return name
 
 
-def leaky_study(name: str, groups: int, seconds: float, leak_mib: int, shared_mib: int) -> str:
+def leaky_study(
+    name: str, groups: int, seconds: float, leak_mib: int, shared_mib: int
+) -> str:
     return json.dumps(
         {
             "name": name,
@@ -285,59 +345,135 @@ def scheduler_log() -> str:
 # --- scale-down ----------------------------------------------------------------------------------
 def scale_down() -> None:
     nprocs = int(ENV["NPROCS"])
-    name = run_clone("node-hold", leaky_study("hold", 32, 0.5, 0, 0), {"leaky.py": LEAKY})
+    name = run_clone(
+        "node-hold", leaky_study("hold", 32, 0.5, 0, 0), {"leaky.py": LEAKY}
+    )
     out = RESULTS / name
-    # The study holds results: groups persisted and more in flight on both worker pods.
-    wait_for("3 groups persisted by the hold study", lambda: parquet_rows(out)[0] >= 3, timeout=300)
+
+    def held() -> dict[str, int]:
+        """Results held in worker memory, per worker pod (the pod name prefixes the worker's)."""
+        with Client(scheduler_address(), timeout=30) as c:
+            info = c.scheduler_info(n_workers=-1)["workers"]
+            per_pod: dict[str, int] = {}
+            for addr, keys in c.has_what().items():
+                pod = str(info.get(addr, {}).get("name", addr)).rsplit("-", 1)[0]
+                per_pod[pod] = per_pod.get(pod, 0) + len(keys)
+            return per_pod
+
+    # The study holds results: task results in the memory of both worker pods.
+    holding = wait_for(
+        "both worker pods holding results of the hold study",
+        lambda: (h := held()) and len([n for n in h.values() if n > 0]) >= 2 and h,
+        timeout=300,
+        interval=0.5,
+    )
+    say(f"results held in worker memory before the scale-down: {holding}")
     before = {p.metadata.name for p in pods(WORKER_SELECTOR)}
     dep = worker_deployment()
     t0 = time.monotonic()
-    APPS.patch_namespaced_deployment_scale(dep.metadata.name, NS, {"spec": {"replicas": 1}})
-    say(f"scaled {dep.metadata.name} 2 -> 1 with {parquet_rows(out)[0]} groups persisted")
+    APPS.patch_namespaced_deployment_scale(
+        dep.metadata.name, NS, {"spec": {"replicas": 1}}
+    )
+    say(
+        f"scaled {dep.metadata.name} 2 -> 1 with {parquet_rows(out)[0]} groups persisted"
+    )
     gone = wait_for(
         "a worker pod to terminate",
-        lambda: (left := {p.metadata.name for p in pods(WORKER_SELECTOR)}) < before and before - left,
+        lambda: (
+            (left := {p.metadata.name for p in pods(WORKER_SELECTOR)}) < before
+            and before - left
+        ),
         timeout=300,
     )
-    say(f"worker pod {sorted(gone)} terminated {time.monotonic() - t0:.1f} s after the scale-down")
+    say(
+        f"worker pod {sorted(gone)} terminated {time.monotonic() - t0:.1f} s after the scale-down"
+    )
     state = wait_for("the hold study's Job", lambda: job_done(name), timeout=600)
     s = json.loads((out / "summary.json").read_text())
-    keys = ("status", "groups_total", "groups_persisted", "tasks_recomputed", "worker_deaths",
-            "tasks_submitted")
+    keys = (
+        "status",
+        "groups_total",
+        "groups_persisted",
+        "tasks_recomputed",
+        "worker_deaths",
+        "tasks_submitted",
+    )
     say(f"Job {name}: {state}; summary {json.dumps({k: s.get(k) for k in keys})}")
     retired = [ln for ln in scheduler_log().splitlines() if "etir" in ln]
     say(f"scheduler log, retirement lines: {len(retired)}")
     for ln in retired[:6]:
         say(f"  {ln.strip()[:200]}")
-    failed_hooks = [e for g in gone for e in events_for(g) if e.reason == "FailedPreStopHook"]
+    failed_hooks = [
+        e for g in gone for e in events_for(g) if e.reason == "FailedPreStopHook"
+    ]
     check(not failed_hooks, f"preStop hook failed: {[e.message for e in failed_hooks]}")
     check(retired, "the scheduler logged no retirement: the preStop retire did not run")
     check(state == "Complete", "the hold study's Job did not complete")
-    check(s["groups_persisted"] == s["groups_total"], "groups missing after the scale-down")
+    check(
+        s["groups_persisted"] == s["groups_total"],
+        "groups missing after the scale-down",
+    )
     check(s["tasks_recomputed"] == 0, f"{s['tasks_recomputed']} tasks recomputed")
     check(s.get("worker_deaths", 0) == 0, "a retired worker counted as a death")
-    check(len(dask_workers()) == nprocs, "the scheduler still lists the retired pod's workers")
+    check(
+        len(dask_workers()) == nprocs,
+        "the scheduler still lists the retired pod's workers",
+    )
 
 
 # --- oom -----------------------------------------------------------------------------------------
+MI = 2**20
+
+
 def oom() -> None:
+    """The reliability suite's zero-headroom case (test/reliability/leak.test.ts) in a real pod:
+    1 pod of 1Gi, 2 worker processes with --memory-limit 512Mi each (the limits sum to the pod
+    limit, which validation refuses), /dev/shm in memory for the leak study's shared table. The
+    worker Deployment is patched directly, bypassing the stack's validation."""
     dep = worker_deployment()
-    pod_mem = parse_bytes(dep.spec.template.spec.containers[0].resources.limits["memory"])
-    nprocs = int(ENV["NPROCS"])
     c0 = dep.spec.template.spec.containers[0]
+    nprocs = int(ENV["NPROCS"])
     cmd = list(c0.command)
     i = cmd.index("--memory-limit") + 1
     old = cmd[i]
-    cmd[i] = str(pod_mem // nprocs)  # zero headroom: what validation refuses
-    patch = {"spec": {"replicas": 1, "template": {"spec": {"containers": [{"name": c0.name, "command": cmd}]}}}}
+    cmd[i] = str(1024 * MI // nprocs)
+    patch = {
+        "spec": {
+            "replicas": 1,
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": c0.name,
+                            "command": cmd,
+                            "resources": {
+                                "limits": {"memory": "1Gi"},
+                                "requests": {"memory": "1Gi"},
+                            },
+                            "volumeMounts": [
+                                {"name": "node-shm", "mountPath": "/dev/shm"}
+                            ],
+                        }
+                    ],
+                    "volumes": [{"name": "node-shm", "emptyDir": {"medium": "Memory"}}],
+                }
+            },
+        }
+    }
     APPS.patch_namespaced_deployment(dep.metadata.name, NS, patch)
-    say(f"worker --memory-limit {old} -> {cmd[i]} (pod limit {pod_mem} / {nprocs}: zero headroom)")
+    say(
+        f"worker pod limit 1Gi, --memory-limit {old} -> {cmd[i]} x {nprocs} processes: zero headroom"
+    )
 
     def rolled() -> bool:
-        ps = pods(WORKER_SELECTOR)
-        return len(ps) == 1 and ready(ps[0]) and cmd[i] in ps[0].spec.containers[0].command
+        ps = [p for p in pods(WORKER_SELECTOR) if p.metadata.deletion_timestamp is None]
+        return (
+            len(ps) == 1 and ready(ps[0]) and cmd[i] in ps[0].spec.containers[0].command
+        )
+
     wait_for("the zero-headroom worker pod", rolled, timeout=300)
-    name = run_clone("node-leak", leaky_study("leak", 24, 0.2, 20, 320), {"leaky.py": LEAKY})
+    study = (ROOT / "examples/studies/leak/leak.yaml").read_text()
+    name = run_clone("node-leak", study, {"leaky.py": LEAKY})
 
     def killed() -> list[str]:
         out = []
@@ -346,11 +482,18 @@ def oom() -> None:
                 for st in (s.last_state, s.state):
                     t = st.terminated if st else None
                     if t is not None and t.reason == "OOMKilled":
-                        out.append(f"{p.metadata.name}/{s.name} exit {t.exit_code} at {t.finished_at}")
+                        out.append(
+                            f"{p.metadata.name}/{s.name} exit {t.exit_code} at {t.finished_at}"
+                        )
         return out
+
     t0 = time.monotonic()
-    kills = wait_for("an OOMKilled worker container (kubelet status)", killed, timeout=300)
-    say(f"kubelet status after {time.monotonic() - t0:.1f} s: {kills}")
+    kills = wait_for(
+        "an OOMKilled worker container (kubelet status)", killed, timeout=300
+    )
+    say(
+        f"kubelet status {time.monotonic() - t0:.1f} s after the leak study started: {kills}"
+    )
     # The runner's watcher polls every 10 s; give it two polls, then stop the runner (SIGTERM: it
     # persists what finished and writes its summary).
     time.sleep(25)
@@ -359,15 +502,31 @@ def oom() -> None:
     summary = RESULTS / name / "summary.json"
     wait_for("the leak runner's summary", summary.is_file, timeout=120)
     s = json.loads(summary.read_text())
-    keys = ("status", "groups_persisted", "groups_total", "pod_oom_kills", "worker_deaths")
+    keys = (
+        "status",
+        "groups_persisted",
+        "groups_total",
+        "pod_oom_kills",
+        "worker_deaths",
+    )
     say(f"runner summary: {json.dumps({k: s.get(k) for k in keys})}")
-    check((s.get("pod_oom_kills") or 0) >= 1, "the runner's watcher counted no OOM kill")
+    check(
+        (s.get("pod_oom_kills") or 0) >= 1, "the runner's watcher counted no OOM kill"
+    )
+    for job in ("node-hold", "node-leak"):
+        BATCH.delete_namespaced_job(job, NS, propagation_policy="Background")
+        CORE.delete_namespaced_config_map(f"{job}-study", NS)
 
 
 # --- after-destroy -------------------------------------------------------------------------------
 def after_destroy() -> None:
     def quiet() -> bool:
-        return not [p for p in CORE.list_namespaced_pod(NS).items if p.status.phase in ("Running", "Pending")]
+        return not [
+            p
+            for p in CORE.list_namespaced_pod(NS).items
+            if p.status.phase in ("Running", "Pending")
+        ]
+
     wait_for("every pod of the namespace to stop", quiet, timeout=180)
     left = [p.metadata.name for p in CORE.list_namespaced_pod(NS).items]
     say(f"pods left in {NS}: {left}")
@@ -377,7 +536,12 @@ def after_destroy() -> None:
 
 def main() -> int:
     what = sys.argv[1] if len(sys.argv) > 1 else ""
-    steps = {"after-up": after_up, "scale-down": scale_down, "oom": oom, "after-destroy": after_destroy}
+    steps = {
+        "after-up": after_up,
+        "scale-down": scale_down,
+        "oom": oom,
+        "after-destroy": after_destroy,
+    }
     if what not in steps:
         print(f"usage: node_checks.py {'|'.join(steps)}", file=sys.stderr)
         return 2
