@@ -18,9 +18,10 @@ import cloudpickle
 import pytest
 import yaml
 from conftest import ROOT, DaskCluster, _env, run_study_cli, runner_command, start_cluster
+from distributed.diagnostics.plugin import WorkerPlugin
 
-from dask_workspace.cluster_bundles import RECORDS_KEY
-from dask_workspace.distribute import PLUGIN_PREFIX
+from dask_workspace.cluster_bundles import RECORDS_KEY, claim_on_scheduler, release_on_scheduler
+from dask_workspace.distribute import PLUGIN_PREFIX, plugin_name
 from dask_workspace.results import read_results
 
 MODEL = '''
@@ -130,9 +131,11 @@ def assert_values(results: pathlib.Path, *, groups: int, factor: float) -> None:
 
 
 def _bundle_state(dask_scheduler: Any) -> dict[str, Any]:
+    """The bundle plugins the scheduler hands to workers, and the studies of its records."""
+    records = dask_scheduler.task_metadata.get(RECORDS_KEY, {})
     return {
         "plugins": sorted(n for n in dask_scheduler.worker_plugins if n.startswith(PLUGIN_PREFIX)),
-        "records": sorted(dask_scheduler.task_metadata.get(RECORDS_KEY, {})),
+        "records": sorted(r["study"] for r in records.values()),
     }
 
 
@@ -242,6 +245,16 @@ def test_two_studies_with_one_module_name_and_other_code_are_refused(two_workers
         assert "'second'" in err and "'first'" in err and "'shared_pkg'" in err, err
         assert "Rename" in err and ".studyignore" in err, err
         assert str(tmp_path / "res-first") in err, err
+        # A copy of the running study with other code, into another location: refused too
+        # (it would otherwise swap the code under the running one).
+        copy = study_folder(
+            tmp_path / "copy", name="first", package="shared_pkg", factor=2.0, groups=8
+        )
+        again = run_study_cli(
+            copy, scheduler=two_workers.address, results=str(tmp_path / "res-copy"), args=ARGS
+        )
+        assert again.returncode == 2, again.stderr
+        assert "Wait for that run to end" in again.stderr, again.stderr
         assert running.proc.poll() is None, running.log()
     finally:
         gate.touch()
@@ -273,7 +286,8 @@ def test_a_crashed_runners_record_does_not_block_the_next_study(two_workers, tmp
         gate.touch()  # lets its tasks that were running end
     with two_workers.client() as c:
         state = c.run_on_scheduler(_bundle_state)
-    assert state["plugins"] == [f"{PLUGIN_PREFIX}-crashed"] and state["records"] == ["crashed"]
+    crashed_plugin = plugin_name("crashed", str(tmp_path / "res-crashed"))
+    assert state == {"plugins": [crashed_plugin], "records": ["crashed"]}
     # Same module name, other code: the crashed runner's record is stale, not a clash.
     after = run_study_cli(
         later, scheduler=two_workers.address, results=str(tmp_path / "res-later"), args=ARGS
@@ -282,3 +296,29 @@ def test_a_crashed_runners_record_does_not_block_the_next_study(two_workers, tmp
     assert "study 'crashed'" in after.stderr and "no longer running" in after.stderr
     assert_values(tmp_path / "res-later", groups=4, factor=10.0)
     assert_clean(two_workers)
+
+
+def test_a_bundle_stays_registered_while_another_run_uses_it(two_workers) -> None:
+    # Two runs under one plugin (a resume of a location started before the previous run ended):
+    # the first release keeps the bundle, the last one unregisters it. Two real clients.
+    record = {
+        "study": "overlap",
+        "results": "/nowhere/overlap",
+        "plugin": f"{PLUGIN_PREFIX}-overlap-test",
+        "hash": "0" * 64,
+        "modules": {"overlap_pkg": "1" * 64},
+    }
+    with two_workers.client() as one, two_workers.client() as two:
+        for c in (one, two):
+            owner = {"client": c.id, "host": "test", "pid": 0, "hash": record["hash"]}
+            answer = c.run_on_scheduler(claim_on_scheduler, record=record, owner=owner)
+            assert answer["clashes"] == []
+        # The plugin itself: any worker plugin will do.
+        one.register_plugin(WorkerPlugin(), name=record["plugin"])
+        assert one.run_on_scheduler(_bundle_state)["plugins"] == [record["plugin"]]
+        kept = one.run_on_scheduler(release_on_scheduler, plugin=record["plugin"], client=one.id)
+        assert kept == "kept"
+        assert one.run_on_scheduler(_bundle_state)["plugins"] == [record["plugin"]]
+        last = two.run_on_scheduler(release_on_scheduler, plugin=record["plugin"], client=two.id)
+        assert last == "removed"
+        assert one.run_on_scheduler(_bundle_state) == {"plugins": [], "records": []}

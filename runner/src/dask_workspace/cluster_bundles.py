@@ -1,26 +1,31 @@
 """Bundles of several studies on one cluster: who may run beside whom, and cleaning up.
 
-A workspace's runner Jobs share one Dask cluster, so several studies can run at once. Each study's
-bundle is its own worker plugin (``distribute.plugin_name``): bundles of different studies sit
-side by side on the workers, and a new bundle of the same study replaces its previous one.
+A workspace's runner Jobs share one Dask cluster, so several studies can run at once. Each study
+run's bundle is its own worker plugin, named after the study and its results location
+(``distribute.plugin_name``): the results location is what a study's code is tied to already
+(``identity``: one code hash per location, ``--retry-failed`` after a fix reuses it). Bundles of
+different plugins sit side by side on the workers; a new bundle under the same plugin -- the same
+study into the same location, e.g. the retry after a fix -- replaces the previous one.
 
 One thing cannot be shared: a worker process holds one module per name (``sys.modules``). Two
 studies whose bundles both bring, say, ``model.py`` or ``mypkg/`` with different code would
 import each other's code. So before its bundle is registered, a runner claims it at the
-scheduler: the scheduler keeps one **record** per study (Dask's scheduler metadata, key
-:data:`RECORDS_KEY`: study, plugin name, bundle hash, the bundle's top-level module names with a
-digest of their files, and the runs using it). The claim is refused (exit 2) when a study that is
-running now has a top-level name whose files differ from ours. Claim and check run in one
-function on the scheduler's event loop, so two runners that start together cannot both pass.
+scheduler: the scheduler keeps one **record** per plugin (Dask's scheduler metadata, key
+:data:`RECORDS_KEY`: study, results, bundle hash, the bundle's top-level module names with a
+digest of their files, and the runs using it). The claim is refused (exit 2) when a study run
+going on now has a top-level name whose files differ from ours -- also another run of the same
+study into another location with other code, which would otherwise compute with ours. Claim and
+check run in one function on the scheduler's event loop, so two runners that start together
+cannot both pass.
 
 Each run in a record is its runner's Dask client id. A run whose client is no longer connected
 to the scheduler has ended (finished, or crashed: killed, OOM, node lost -- the scheduler drops a
 client when its connection closes), so a record without connected runs is **stale**: the next
-claim drops it and unregisters its plugin, whatever study it is. A runner that ends normally
-releases its claim: when no other run of the study is still going, the record goes and the plugin
-is unregistered, so the workers take the bundle off ``sys.path`` and forget its modules. While
-another run of the same study is still going (the same study into a second results location, or a
-resumed run that started before this one ended), the plugin stays: that run still needs it.
+claim drops it and unregisters its plugin. A runner that ends normally releases its claim: when
+no other run uses the plugin, the record goes and the plugin is unregistered, so the workers take
+the bundle off ``sys.path`` and forget its modules. While another run still uses it (a resume of
+the same location that started before this run ended, e.g. a Job replaced after a code change
+while the old pod stops), the plugin stays: that run needs it.
 """
 
 from __future__ import annotations
@@ -80,14 +85,17 @@ def _prune(dask_scheduler: Any, records: dict[str, Any]) -> list[dict[str, Any]]
     (with the runs they had, as ``ended``)."""
     live = dask_scheduler.clients
     stale = []
-    for study, record in list(records.items()):
+    for plugin, record in list(records.items()):
         ended = record["owners"]
         record["owners"] = [o for o in ended if o["client"] in live]
         if not record["owners"]:
-            stale.append({**records.pop(study), "ended": ended})
+            stale.append({**records.pop(plugin), "ended": ended})
     return stale
 
 
+#: How long a claim or a release waits for the workers to confirm a removal (a worker that does
+#: not answer, e.g. busy in a task holding the GIL, must not hold up a runner for long).
+REMOVAL_WAIT_SECONDS = 30.0
 #: Removals of bundle plugins still on their way to the workers, by (scheduler, plugin name).
 _REMOVING: dict[tuple[int, str], asyncio.Future[Any]] = {}
 
@@ -110,7 +118,7 @@ async def _unregister(dask_scheduler: Any, names: list[str]) -> None:
         )
         removals.append(removal)
     if removals:
-        await asyncio.wait(removals)
+        await asyncio.wait(removals, timeout=REMOVAL_WAIT_SECONDS)
 
 
 async def _removed(dask_scheduler: Any, name: str) -> None:
@@ -118,19 +126,19 @@ async def _removed(dask_scheduler: Any, name: str) -> None:
     the name must not overtake it: a worker would add the new bundle, then remove it."""
     removal = _REMOVING.get((id(dask_scheduler), name))
     if removal is not None:
-        await asyncio.wait([removal])
+        await asyncio.wait([removal], timeout=REMOVAL_WAIT_SECONDS)
 
 
 async def claim_on_scheduler(
     dask_scheduler: Any, *, record: dict[str, Any], owner: dict[str, Any]
 ) -> dict[str, Any]:
-    """Records ``owner``'s run of ``record["study"]`` unless a running study clashes."""
+    """Records ``owner``'s run under ``record["plugin"]`` unless a running study clashes."""
     records = dask_scheduler.task_metadata.setdefault(RECORDS_KEY, {})
     stale = _prune(dask_scheduler, records)
-    study = record["study"]
+    plugin = record["plugin"]
     clashes = []
     for other, theirs in records.items():
-        if other == study:
+        if other == plugin:
             continue
         names = sorted(
             n
@@ -138,56 +146,65 @@ async def claim_on_scheduler(
             if theirs["modules"].get(n, digest) != digest
         )
         if names:
-            clashes.append({"study": other, "modules": names, "owners": theirs["owners"]})
+            clashes.append({**theirs, "modules": names})
     same: list[dict[str, Any]] = []
     if not clashes:
-        previous = records.get(study)
+        previous = records.get(plugin)
         same = previous["owners"] if previous is not None else []
-        records[study] = {**record, "owners": [*same, owner]}
-    # A stale plugin of this very study is replaced by this run's registration instead.
+        records[plugin] = {**record, "owners": [*same, owner]}
+    # A stale plugin of this very run is replaced by this run's registration instead.
     await _unregister(
         dask_scheduler,
-        [r["plugin"] for r in stale if r["study"] != study or clashes],
+        [r["plugin"] for r in stale if r["plugin"] != plugin or clashes],
     )
     if not clashes:
-        await _removed(dask_scheduler, record["plugin"])
+        await _removed(dask_scheduler, plugin)
     return {"stale": stale, "clashes": clashes, "same": same}
 
 
-async def release_on_scheduler(dask_scheduler: Any, *, study: str, client: str) -> str:
-    """Ends ``client``'s run of ``study``; unregisters the bundle once no run of it is left."""
+async def release_on_scheduler(dask_scheduler: Any, *, plugin: str, client: str) -> str:
+    """Ends ``client``'s use of ``plugin``; unregisters it once no run uses it."""
     records = dask_scheduler.task_metadata.setdefault(RECORDS_KEY, {})
-    record = records.get(study)
+    record = records.get(plugin)
     if record is None:
         return "gone"
     record["owners"] = [o for o in record["owners"] if o["client"] != client]
-    stale = _prune(dask_scheduler, records)  # this study's record too, if no run is left
+    stale = _prune(dask_scheduler, records)  # this record too, if no run is left
     await _unregister(dask_scheduler, [r["plugin"] for r in stale])
-    return "kept" if study in records else "removed"
+    return "kept" if plugin in records else "removed"
 
 
 # ---------------------------------------------------------------------------------------------
 # On the runner
 
 
-def _where(owners: list[dict[str, Any]]) -> str:
-    return "; ".join(f"results {o['results']}, runner on {o['host']}" for o in owners)
+def _runners(owners: list[dict[str, Any]]) -> str:
+    return ", ".join(f"runner on {o['host']}" for o in owners) or "no runner left"
 
 
-def _clash_problem(study: str, clash: dict[str, Any]) -> Problem:
+def _clash_problem(record: dict[str, Any], clash: dict[str, Any]) -> Problem:
     names = clash["modules"]
     listed = ", ".join(repr(n) for n in names)
     what = f"a top-level module {listed}" if len(names) == 1 else f"top-level modules {listed}"
+    study, other = record["study"], clash["study"]
     example = f"{study.replace('-', '_').lower()}_{names[0]}"
+    rename = (
+        f"Rename it in one of the two studies to a name of its own (e.g. {example}; change "
+        "model: and targets: in its study file to match), or leave it out of that bundle with "
+        ".studyignore if its workers do not need it, or run the two studies one after the other"
+    )
+    if study == other:  # the same study into another location, with other code
+        rename = (
+            "Wait for that run to end (or stop it) before running other code of the study, or "
+            "rename the module in this copy of the study"
+        )
     return Problem(
         "bundle",
-        f"study '{study}' cannot run beside study '{clash['study']}', which is running on this "
-        f"cluster now ({_where(clash['owners'])}): both bundles bring {what} with different "
-        "code, and a worker process holds only one module of a name, so one study would run "
-        f"the other's code. Rename it in one of the two studies to a name of its own (e.g. "
-        f"{example}; change model: and targets: in its study file to match), or leave it out "
-        "of that bundle with .studyignore if its workers do not need it, or run the two studies "
-        "one after the other",
+        f"study '{study}' (results {record['results']}) cannot run beside study '{other}', "
+        f"which is running on this cluster now (results {clash['results']}; "
+        f"{_runners(clash['owners'])}): both bundles bring {what} with different code, and a "
+        "worker process holds only one module of a name, so one study would run the other's "
+        f"code. {rename}",
     )
 
 
@@ -200,11 +217,11 @@ class ShippedBundle:
     plugin: str
 
     def release(self) -> None:
-        """Unregisters the bundle unless another run of the study still uses it. Never raises
-        (a scheduler that is gone has forgotten the bundle anyway)."""
+        """Unregisters the bundle unless another run still uses it. Never raises (a scheduler
+        that is gone has forgotten the bundle anyway)."""
         try:
             outcome = self.client.run_on_scheduler(
-                release_on_scheduler, study=self.study, client=self.client.id
+                release_on_scheduler, plugin=self.plugin, client=self.client.id
             )
         except Exception as exc:
             logger.debug("could not release the study bundle %s: %s", self.plugin, exc)
@@ -216,42 +233,46 @@ class ShippedBundle:
 def ship_bundle(client: Any, *, study: str, bundle: Bundle, results: str) -> ShippedBundle:
     """Claims the bundle at the scheduler, then registers it for every worker.
 
+    ``results``: the results location, as the store describes it (local paths resolved).
+
     Raises:
         UsageError: a study running now brings a top-level module of the same name with other
             code (exit 2).
     """
-    name = plugin_name(study)
+    name = plugin_name(study, results)
     record = {
         "study": study,
+        "results": results,
         "plugin": name,
         "hash": bundle.hash,
         "modules": top_level_names(bundle.files),
     }
     owner = {
         "client": client.id,
-        "results": results,
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "hash": bundle.hash,
     }
     answer = client.run_on_scheduler(claim_on_scheduler, record=record, owner=owner)
     for old in answer["stale"]:
-        if old["study"] != study:
+        if old["plugin"] != name:
             logger.warning(
-                "removed the bundle of study '%s' from the workers: its runner (%s) is no longer "
-                "running",
+                "removed the bundle of study '%s' (results %s) from the workers: its runner (%s) "
+                "is no longer running",
                 old["study"],
-                _where(old["ended"]) or "gone",
+                old["results"],
+                _runners(old["ended"]),
             )
     if answer["clashes"]:
-        raise UsageError([_clash_problem(study, c) for c in answer["clashes"]])
+        raise UsageError([_clash_problem(record, c) for c in answer["clashes"]])
     for other in answer["same"]:
         if other["hash"] != bundle.hash:
             logger.warning(
-                "another run of study '%s' is going on (%s) with code %s; this run's code %s "
-                "replaces it on the workers, so that run's remaining tasks run this code",
+                "another run of study '%s' into %s is going on (%s) with code %s; this run's code "
+                "%s replaces it on the workers, so that run's remaining tasks run this code",
                 study,
-                _where([other]),
+                results,
+                _runners([other]),
                 short_hash(other["hash"]),
                 bundle.short_hash,
             )

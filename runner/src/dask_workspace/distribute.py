@@ -1,22 +1,25 @@
 """Shipping a study bundle to every worker, including the ones that join later.
 
-The runner registers one :class:`StudyBundlePlugin` (a Dask ``WorkerPlugin``) per study through
-its client, named after the study (:func:`plugin_name`). The scheduler keeps registered worker
-plugins and hands them to every worker that registers with it, so workers started by autoscaling,
-restarted by their nanny (memory restarts, ``Client.restart_workers``), recycled by
-``--lifetime`` or by the runner's watchdog all get the bundle before they run a task.
+The runner registers one :class:`StudyBundlePlugin` (a Dask ``WorkerPlugin``) per study run
+through its client, named after the study and its results location (:func:`plugin_name`). The
+scheduler keeps registered worker plugins and hands them to every worker that registers with it,
+so workers started by autoscaling, restarted by their nanny (memory restarts,
+``Client.restart_workers``), recycled by ``--lifetime`` or by the runner's watchdog all get the
+bundle before they run a task.
 
 On a worker the bundle is unpacked into ``<worker local directory>/study-bundles/<hash>/`` and put
-first on ``sys.path``. Bundles of different studies sit side by side. A new bundle of the same
-study replaces that study's previous one: its ``sys.path`` entry goes, the modules imported from
-it are forgotten, so a fixed model is imported fresh on the same workers (``--retry-failed``
-after a fix). Other studies' folders and modules are left alone. Which studies may share a
-cluster (no two different modules of one name) is ``dask_workspace.cluster_bundles``.
+first on ``sys.path``. Bundles of different studies sit side by side. A new bundle under the same
+plugin name (the same study into the same results location) replaces the previous one: its
+``sys.path`` entry goes, the modules imported from it are forgotten, so a fixed model is imported
+fresh on the same workers (``--retry-failed`` after a fix). Other studies' folders and modules
+are left alone. Which studies may share a cluster (no two different modules of one name) is
+``dask_workspace.cluster_bundles``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import importlib
 import logging
 import os
@@ -32,8 +35,8 @@ from distributed.diagnostics.plugin import WorkerPlugin
 
 logger = logging.getLogger(__name__)
 
-#: Bundle plugins are named ``<prefix>-<study name>``: one per study on a cluster; registering
-#: a new bundle of a study replaces that study's previous one (and only it).
+#: Bundle plugins are named ``<prefix>-<study name>-<results hash>``: one per study run on a
+#: cluster; registering a new bundle of a study replaces that study's previous one (and only it).
 PLUGIN_PREFIX = "dask-workspace-study-bundle"
 #: Folder under the worker's local directory that holds unpacked bundles.
 BUNDLES_DIR = "study-bundles"
@@ -43,10 +46,10 @@ BUNDLES_DIR = "study-bundles"
 _ACTIVE: dict[str, str] = {}
 
 
-def plugin_name(study_name: str) -> str:
-    """The worker plugin name of a study's bundle (study names are already safe: letters,
-    digits, '-' and '_')."""
-    return f"{PLUGIN_PREFIX}-{study_name}"
+def plugin_name(study_name: str, results: str) -> str:
+    """The worker plugin name of a study's bundle: one per study and results location (the unit
+    whose code the results record), readable by the study name (letters, digits, '-', '_')."""
+    return f"{PLUGIN_PREFIX}-{study_name}-{hashlib.sha256(results.encode()).hexdigest()[:8]}"
 
 
 def unpack(*, data: bytes, digest: str, root: pathlib.Path) -> pathlib.Path:
@@ -130,7 +133,7 @@ class StudyBundlePlugin(WorkerPlugin):
     def __init__(self, *, digest: str, data: bytes, name: str = PLUGIN_PREFIX) -> None:
         self.digest = digest
         self.data = data
-        #: The plugin name: one per study (``plugin_name``).
+        #: The plugin name: one per study and results location (``plugin_name``).
         self.name = name
         self.folder: str | None = None
 

@@ -834,7 +834,9 @@ def run_study(
         if bundle is not None:
             # Before any worker is needed: workers that join later get it from the scheduler.
             # Refused (exit 2) if a study running now brings other code under a module name.
-            shipped = ship_bundle(client, study=study.name, bundle=bundle, results=results)
+            shipped = ship_bundle(
+                client, study=study.name, bundle=bundle, results=store.backend.description
+            )
         wake = wake_workers(client)  # scale from zero: a waiting no-op asks for a worker
         if not _wait_for_any_worker(client, timeout=settings.no_workers_timeout):
             raise ClusterError(
