@@ -46,7 +46,7 @@ from dask_workspace.errors import Problem, UsageError
 
 logger = logging.getLogger(__name__)
 
-#: Scheduler metadata key of the records: ``{study name: record}``.
+#: Scheduler metadata key of the records: ``{plugin name: record}``.
 RECORDS_KEY = "dask-workspace-study-bundles"
 #: Files that make a top-level name importable: modules and extension modules.
 CODE_SUFFIXES = (".py", ".so", ".pyd")
@@ -253,7 +253,15 @@ def ship_bundle(client: Any, *, study: str, bundle: Bundle, results: str) -> Shi
         "pid": os.getpid(),
         "hash": bundle.hash,
     }
-    answer = client.run_on_scheduler(claim_on_scheduler, record=record, owner=owner)
+    try:
+        answer = client.run_on_scheduler(claim_on_scheduler, record=record, owner=owner)
+    except ImportError as exc:  # a scheduler image older than this runner: no records there
+        logger.warning(
+            "the scheduler cannot check which studies' bundles run beside this one (%s); use the "
+            "same dask-workspace version in the scheduler's image as in the runner's",
+            exc,
+        )
+        answer = {"stale": [], "clashes": [], "same": []}
     for old in answer["stale"]:
         if old["plugin"] != name:
             logger.warning(
