@@ -18,7 +18,8 @@ from dask_workspace.bundle import (
     is_ignored,
     parse_ignore,
 )
-from dask_workspace.distribute import activate, unpack
+from dask_workspace.cluster_bundles import top_level_names
+from dask_workspace.distribute import activate, deactivate, unpack
 from dask_workspace.errors import UsageError
 from dask_workspace.imports import diagnose
 
@@ -173,3 +174,72 @@ def test_activate_replaces_the_previous_bundle(tmp_path: pathlib.Path) -> None:
             if p in sys.path:
                 sys.path.remove(p)
         sys.modules.pop("swapmod_bundle", None)
+
+
+def test_bundles_of_different_studies_stay_side_by_side(tmp_path: pathlib.Path) -> None:
+    a1, a2, b = tmp_path / "a1", tmp_path / "a2", tmp_path / "b"
+    _write(a1 / "keymod_a.py", "VALUE = 1\n")
+    _write(a2 / "keymod_a.py", "VALUE = 2\n")
+    _write(b / "keymod_b.py", "VALUE = 3\n")
+    try:
+        activate(a1, key="study-a")
+        activate(b, key="study-b")
+        import keymod_a  # type: ignore[import-not-found]
+        import keymod_b  # type: ignore[import-not-found]
+
+        assert (keymod_a.VALUE, keymod_b.VALUE) == (1, 3)
+        # A new bundle of study a replaces a's only: b's folder and modules stay.
+        activate(a2, key="study-a")
+        assert str(a1) not in sys.path and str(a2) in sys.path and str(b) in sys.path
+        assert "keymod_a" not in sys.modules and sys.modules["keymod_b"] is keymod_b
+        import keymod_a as fixed  # type: ignore[import-not-found]
+
+        assert fixed.VALUE == 2
+        # Unregistering a's bundle (plugin teardown) leaves b alone.
+        deactivate(a2, key="study-a")
+        assert str(a2) not in sys.path and "keymod_a" not in sys.modules
+        assert sys.modules["keymod_b"] is keymod_b
+        # Two studies with the same bundle share its folder until the last one lets go.
+        activate(b, key="study-c")
+        import keymod_b as shared  # type: ignore[import-not-found]
+
+        deactivate(b, key="study-b")
+        assert str(b) in sys.path and sys.modules["keymod_b"] is shared
+        deactivate(b, key="study-c")
+        assert str(b) not in sys.path and "keymod_b" not in sys.modules
+    finally:
+        for key, folder in (("study-a", a2), ("study-b", b), ("study-c", b)):
+            deactivate(folder, key=key)
+        for p in (str(a1), str(a2), str(b)):
+            if p in sys.path:
+                sys.path.remove(p)
+        for name in ("keymod_a", "keymod_b"):
+            sys.modules.pop(name, None)
+
+
+def test_top_level_names_are_what_a_bundle_adds_to_import(tmp_path: pathlib.Path) -> None:
+    for rel in (
+        "study.yaml",
+        "README.md",
+        "__init__.py",  # no one imports a name like this
+        "mod.py",
+        "pkg/__init__.py",
+        "pkg/table.csv",
+        "nspkg/sub/code.py",  # a namespace package
+        "data/values.csv",  # no code below: not a module
+        "my-scripts/run.py",  # not a Python name
+        "fast.cpython-311-x86_64-linux-gnu.so",
+    ):
+        _write(tmp_path / rel, rel)
+    names = top_level_names(build_bundle(study_file=tmp_path / "study.yaml").files)
+    assert sorted(names) == ["fast", "mod", "nspkg", "pkg"]
+    # A name's digest covers every file that makes it, and only those.
+    _write(tmp_path / "pkg" / "table.csv", "other")
+    _write(tmp_path / "README.md", "other")
+    again = top_level_names(build_bundle(study_file=tmp_path / "study.yaml").files)
+    assert again["pkg"] != names["pkg"]
+    assert {n: d for n, d in again.items() if n != "pkg"} == {
+        n: d for n, d in names.items() if n != "pkg"
+    }
+    # The example own-model study brings one package.
+    assert list(top_level_names(build_bundle(study_file=OWN_MODEL).files)) == ["ownmodel"]

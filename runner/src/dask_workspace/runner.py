@@ -39,10 +39,11 @@ from distributed import Client, Future, as_completed
 from dask_workspace import dashboard, identity, retry
 from dask_workspace.bundle import Bundle
 from dask_workspace.chunking import ChunkPlanner, ChunkSettings
+from dask_workspace.cluster_bundles import ShippedBundle, ship_bundle
 from dask_workspace.config import RunnerSettings
 from dask_workspace.connect import in_kubernetes, probe, refused_grace
 from dask_workspace.diagnostics import RunStatsPlugin, mark_recycling, stats_snapshot
-from dask_workspace.distribute import activate_locally, register_bundle
+from dask_workspace.distribute import activate_locally
 from dask_workspace.errors import (
     EXIT_CLUSTER,
     EXIT_FAILED_GROUPS,
@@ -807,6 +808,7 @@ def run_study(
         return summary
 
     runner: StudyRunner | None = None
+    shipped: ShippedBundle | None = None
     status, message, code = "complete", "", EXIT_OK
     try:
         client = connect(
@@ -831,7 +833,10 @@ def run_study(
         dashboard.register(client)
         if bundle is not None:
             # Before any worker is needed: workers that join later get it from the scheduler.
-            register_bundle(client, bundle=bundle)
+            # Refused (exit 2) if a study running now brings other code under a module name.
+            shipped = ship_bundle(
+                client, study=study.name, bundle=bundle, results=store.backend.description
+            )
         wake = wake_workers(client)  # scale from zero: a waiting no-op asks for a worker
         if not _wait_for_any_worker(client, timeout=settings.no_workers_timeout):
             raise ClusterError(
@@ -883,6 +888,8 @@ def run_study(
     finally:
         if runner is not None and runner.pod_watcher is not None:
             runner.pod_watcher.stop()
+        if shipped is not None:
+            shipped.release()  # the workers drop the bundle, unless another run of it goes on
         with contextlib.suppress(Exception):
             client.close(timeout=10)
 
