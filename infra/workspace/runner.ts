@@ -24,7 +24,7 @@ import { tlsVolumeMounts, tlsVolumes } from "./tls.js";
 
 /** Where the study ConfigMap is mounted in the runner container. */
 export const STUDY_DIR = "/study";
-/** Where the runner writes its summary JSON (scratch; the runner also logs the summary). */
+/** Where the runner writes its summary JSON (scratch; the runner also logs it whole, as one line). */
 export const SUMMARY_PATH = `${SCRATCH_DIR}/summary.json`;
 
 /** A ConfigMap key: `[-._a-zA-Z0-9]+`. */

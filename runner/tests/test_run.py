@@ -154,6 +154,10 @@ def test_task_exceptions_are_recorded_not_fatal(cluster, tmp_path):
     assert "Traceback" not in res.stderr.split("failed in")[0]
     assert res.summary["groups_failed"] == 2
     assert res.summary["groups_persisted"] == 2
+    # The same summary, whole, on one log line (what `kubectl logs` shows for a runner Job).
+    logged = [ln for ln in res.stderr.splitlines() if " summary {" in ln]
+    assert len(logged) == 1, res.stderr[-2000:]
+    assert json.loads(logged[0].split(" summary ", 1)[1]) == res.summary
     r = read_results(uri)
     assert r.persisted == {0, 3} and r.failed == {1, 2}
     f = r.failures.set_index("group_id")

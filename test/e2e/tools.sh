@@ -129,7 +129,9 @@ kube_module() {
   cd "$dir"
   mod="$(go mod download -json "k8s.io/kubernetes@v$KUBE_VERSION" | node -e '
     let s = ""; process.stdin.on("data", (d) => (s += d)).on("end", () => console.log(JSON.parse(s).GoMod));')"
-  if [[ ! -f go.mod ]] || ! grep -q "k8s.io/kubernetes v$KUBE_VERSION" go.mod; then
+  # Made again unless it requires this version and lists every tool (the last one added).
+  if [[ ! -f go.mod ]] || ! grep -q "k8s.io/kubernetes v$KUBE_VERSION" go.mod ||
+    ! grep -q "k8s.io/kubernetes/cmd/kube-proxy" go.mod; then
     {
       printf 'module dask-workspace.local/e2e-tools/kube\n\ngo 1.26\n\nreplace (\n'
       # "k8s.io/api => ./staging/src/k8s.io/api" becomes "k8s.io/api => k8s.io/api v0.36.3".

@@ -966,5 +966,7 @@ def run_study(
         "n/a" if utilization is None else f"{utilization:.2f}",
         summary.wall_seconds,
     )
+    # The whole summary on one line: on Kubernetes, `kubectl logs` is where a Job's summary is read.
+    logger.info("summary %s", json.dumps(summary.to_dict(), separators=(",", ":")))
     _write_summary(summary_path, summary)
     return summary
