@@ -117,7 +117,6 @@ CTRD_ROOT="$CACHE/node/containerd"
 mkdir -p "$WORK/logs" "$PKI" "$WORK/state" "$N/cni" "$WORK/results" "$CTRD_ROOT"
 PIDS=()
 NAMES=()
-TSX="$ROOT/node_modules/.bin/tsx"
 PY="$ROOT/.venv/bin/python"
 export PATH="$BIN:$PATH"
 
@@ -252,7 +251,8 @@ start etcd etcd --name node --data-dir "$WORK/etcd" --listen-client-urls http://
 start kube-apiserver kube-apiserver --etcd-servers http://127.0.0.1:2379 \
   --bind-address "$NODE_IP" --advertise-address "$NODE_IP" --secure-port "$API_PORT" \
   --tls-cert-file "$PKI/apiserver.crt" --tls-private-key-file "$PKI/apiserver.key" \
-  --client-ca-file "$PKI/ca.crt" --kubelet-client-certificate "$PKI/admin.crt" \
+  --client-ca-file "$PKI/ca.crt" --kubelet-preferred-address-types InternalIP \
+  --kubelet-client-certificate "$PKI/admin.crt" \
   --kubelet-client-key "$PKI/admin.key" --kubelet-certificate-authority "$PKI/ca.crt" \
   --service-account-issuer https://kubernetes.default.svc.cluster.local \
   --service-account-key-file "$PKI/sa.pub" --service-account-signing-key-file "$PKI/sa.key" \
@@ -476,7 +476,8 @@ step() {
 step "pulumi up --yes (scheduler, $REPLICAS workers, jobs sir-grid and own-model)" \
   pulumi up --yes "${ENGINE_FLAGS[@]}"
 
-export NODE_IP NODE_NAME NAMESPACE REPLICAS NPROCS WORK PKI API_PORT
+CTRD_SOCK="$N/containerd.sock"
+export NODE_IP NODE_NAME NAMESPACE REPLICAS NPROCS WORK PKI API_PORT CTRD_SOCK
 checks() { "$PY" "$HERE/node/node_checks.py" "$@"; }
 step "scheduler probes, workers registered, jobs Succeeded, results on the volume" checks after-up
 step "scale the workers 2 -> 1 while a study holds results: preStop retire, 0 recomputed" checks scale-down
@@ -484,6 +485,19 @@ step "zero headroom (validation bypassed): a kernel OOM kill, counted by the run
 
 step "pulumi destroy --yes" pulumi destroy --yes "${ENGINE_FLAGS[@]}"
 step "nothing left running" checks after-destroy
+no_containers() {
+  local i
+  for i in $(seq 1 90); do
+    if [[ -z "$(ctr_ tasks ls -q)" ]]; then
+      echo "containerd: 0 containers running"
+      return 0
+    fi
+    sleep 1
+  done
+  ctr_ tasks ls
+  fail "containers still running 90 s after the destroy"
+}
+step "no container left in containerd" no_containers
 
 say "summary"
 for t in "${STEP_TIMES[@]}"; do echo "  $t"; done
