@@ -10,12 +10,14 @@ what it saw; exits non-zero with the reason on the first failed check.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import pathlib
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -481,16 +483,37 @@ def oom() -> None:
     wait_for("the zero-headroom worker pod", rolled, timeout=300)
     # This machine has cgroup v1: there the kernel kills one process of a container that runs out
     # of memory (a worker process, the largest), the nanny starts it again, and the container
-    # lives on, so the kubelet has nothing to report (seen: 4 worker deaths, no OOMKilled). On
-    # cgroup v2 nodes (AKS's default) the kubelet has the kernel kill the container's processes
-    # as a group, and the container ends OOMKilled. To see that end here, the container's main
-    # process is made the kernel's first choice (oom_score_adj 1000, set from the node): the OOM
-    # kill itself is still the kernel's, caused by the zero headroom.
+    # lives on, so the kubelet has nothing to report (seen: worker processes "killed by signal 9",
+    # the runner counting worker deaths, no OOMKilled). On cgroup v2 nodes (AKS's default) the
+    # kubelet has the kernel kill the container's processes as a group, and the container ends
+    # OOMKilled. To see that end here, the container's main process is made the kernel's first
+    # choice: oom_score_adj 1000 for it, -900 for every other process of the container (kept so
+    # while the nanny starts new ones). The OOM kill itself is still the kernel's, caused by the
+    # zero headroom.
     (pod,) = [p for p in pods(WORKER_SELECTOR) if p.metadata.deletion_timestamp is None]
     cid = pod.status.container_statuses[0].container_id.split("://", 1)[1]
-    pid = task_pid(cid)
-    pathlib.Path(f"/proc/{pid}/oom_score_adj").write_text("1000")
-    say(f"worker container {cid[:12]}: main process {pid}, oom_score_adj 1000")
+    main_pid = task_pid(cid)
+    (procs,) = pathlib.Path("/sys/fs/cgroup/memory").glob(
+        f"kubepods/**/{cid}/cgroup.procs"
+    )
+    pathlib.Path(f"/proc/{main_pid}/oom_score_adj").write_text("1000")
+    stop = threading.Event()
+
+    def others_last() -> None:
+        while not stop.wait(0.05):
+            try:
+                pids = procs.read_text().split()
+            except OSError:
+                return  # the container is gone
+            for p in pids:
+                if int(p) != main_pid:
+                    with contextlib.suppress(OSError):
+                        pathlib.Path(f"/proc/{p}/oom_score_adj").write_text("-900")
+
+    threading.Thread(target=others_last, daemon=True).start()
+    say(
+        f"worker container {cid[:12]}: main process {main_pid} first for the OOM killer"
+    )
     study = (ROOT / "examples/studies/leak/leak.yaml").read_text()
     name = run_clone("node-leak", study, {"leaky.py": LEAKY})
 
