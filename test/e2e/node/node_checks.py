@@ -10,6 +10,7 @@ what it saw; exits non-zero with the reason on the first failed check.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
@@ -482,12 +483,12 @@ def oom() -> None:
     # This machine has cgroup v1: there the kernel kills one process of a container that runs out
     # of memory (the largest: a worker process), the nanny starts it again, and the container
     # lives on, so the kubelet has no OOMKilled to report and the runner's pod watcher none to
-    # count; the runner sees a worker death. On cgroup v2 nodes (AKS's default) the kubelet has
+    # count; the runner sees, at most, a worker death (the nanny restarts the process). On cgroup v2 nodes (AKS's default) the kubelet has
     # the kernel kill the container's processes as a group, the container ends OOMKilled, and
     # the watcher counts it (that path is checked against the API in `npm run test:e2e`). Which
     # process the kernel picks cannot be steered here: the container's processes share one
     # oom_score_adj, and this machine's root lacks CAP_SYS_RESOURCE, so none can be lowered. So the
-    # kernel's own count is read from the pod's memory cgroup, and the runner's worker deaths.
+    # kernel's own count is read from the pod's memory cgroup.
     (pod,) = [p for p in pods(WORKER_SELECTOR) if p.metadata.deletion_timestamp is None]
     uid = pod.metadata.uid
     (oom_control,) = pathlib.Path("/sys/fs/cgroup/memory").glob(
@@ -500,8 +501,16 @@ def oom() -> None:
     check(limit == 1024 * MI, f"the pod's memory cgroup limit is {limit}, not 1Gi")
 
     def oom_kills() -> int:
-        fields = dict(ln.split() for ln in oom_control.read_text().splitlines())
-        return int(fields.get("oom_kill", 0))
+        """The kernel's count of processes it OOM-killed in the pod (cgroup v1 counts each kill in
+        the victim's own cgroup: the container's, below the pod's)."""
+        total = 0
+        for f in oom_control.parent.glob("**/memory.oom_control"):
+            with contextlib.suppress(
+                OSError
+            ):  # a container's cgroup that just went away
+                fields = dict(ln.split() for ln in f.read_text().splitlines())
+                total += int(fields.get("oom_kill", 0))
+        return total
 
     study = (ROOT / "examples/studies/leak/leak.yaml").read_text()
     name = run_clone("node-leak", study, {"leaky.py": LEAKY})
@@ -537,7 +546,6 @@ def oom() -> None:
     say(
         f"kernel OOM kills in the pod: {kills}; worker container (restarts, last termination): {statuses}"
     )
-    check(s["worker_deaths"] >= 1, "the runner saw no worker death")
     check(s["groups_persisted"] == s["groups_total"], "groups lost to the OOM kills")
     for job in ("node-hold", "node-leak"):
         BATCH.delete_namespaced_job(job, NS, propagation_policy="Background")
