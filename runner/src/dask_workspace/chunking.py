@@ -53,6 +53,14 @@ from dask_workspace.probe import (
     first_estimate,
     probe_count,
 )
+from dask_workspace.probe_group import (
+    StagedGroup,
+    rest_fused_key,
+    rest_graph,
+    rest_ready,
+    run_group_rest,
+    should_stage,
+)
 from dask_workspace.tasks import (
     collect_outputs,
     evaluate_target,
@@ -115,6 +123,9 @@ class GroupPlan:
     tasks: int
     #: Planned before any replicate was measured (one task per replicate).
     probe: bool = False
+    #: Only the group's head (its first replicates, measured): the rest is planned once they
+    #: are (``dask_workspace.probe_group``). ``tasks`` counts the head's tasks.
+    staged: bool = False
 
 
 def chunk_size(
@@ -373,6 +384,12 @@ class ChunkPlanner:
         self._probe_groups: set[int] = set()
         #: Where the first estimate came from: "replicates" (the probe) or "group" (a target).
         self.first_measured_by: str | None = None
+        #: Probe groups whose head is submitted and whose rest is not (``probe_group``).
+        self._staged: dict[int, StagedGroup] = {}
+        #: The longest replicate the probe reported (a long one releases a staged rest early).
+        self._longest_sample: float | None = None
+        #: Groups submitted in two stages.
+        self.groups_staged = 0
 
     @property
     def enabled(self) -> bool:
@@ -412,10 +429,14 @@ class ChunkPlanner:
         return request
 
     def has_news(self) -> bool:
-        """Probe samples arrived that the runner's loop has not seen."""
-        return self.feed is not None and self.feed.has_news()
+        """Probe samples arrived that the runner's loop has not seen, or a staged head is done
+        (its rest can go, measured or not)."""
+        if self.feed is not None and self.feed.has_news():
+            return True
+        return any(s.head_done() for s in self._staged.values())
 
     def close(self) -> None:
+        self.drop_staged()
         if self.feed is not None:
             self.feed.close()
 
@@ -424,6 +445,8 @@ class ChunkPlanner:
         if self.feed is None or not self.feed.has_news():
             return
         samples = self.feed.drain()
+        for sample in samples:
+            self._longest_sample = max(self._longest_sample or 0.0, sample.seconds)
         if self.estimate.value is not None:
             return  # measured already: the groups' own reports take it from here
         self._samples.extend(samples)
@@ -461,6 +484,9 @@ class ChunkPlanner:
         """Groups the window may hold now (``admission_limit``, the pure rule)."""
         probing = self.probing
         self._probe_groups.intersection_update(inflight)
+        if probing and self._staged:
+            # The staged head has one replicate per thread: nothing more until it is measured.
+            return 1
         return admission_limit(
             window=window,
             probing=probing,
@@ -477,9 +503,20 @@ class ChunkPlanner:
         replicate_bytes: int,
         memory_per_thread: int,
         memory_fraction: float,
+        attempt: int = 0,
     ) -> GroupPlan:
         self.poll()
         estimate = self.estimate.value if self.enabled else None
+        if self.enabled and estimate is None and self.feed is not None and not self._staged:
+            head = self.feed.request.count
+            if should_stage(replicates=study.replicates, head=head, attempt=attempt):
+                return GroupPlan(
+                    chunks=split(replicates=head, size=1),
+                    fused=False,
+                    tasks=head,
+                    probe=True,
+                    staged=True,
+                )
         size = chunk_size(
             replicate_seconds=estimate,
             target_seconds=self.settings.target_seconds,
@@ -539,8 +576,137 @@ class ChunkPlanner:
             ]
         if plan.probe:
             self._probe_groups.add(group_id)
+        if plan.staged:
+            self._submit_head(
+                client,
+                study=study,
+                group_id=group_id,
+                attempt=attempt,
+                plan=plan,
+                priority=priority,
+            )
+            return []
         graph, finals = self.graph(study=study, group_id=group_id, attempt=attempt, plan=plan)
         return client.get(graph, finals, sync=False, priority=priority)
+
+    # -- the staged probe group (dask_workspace.probe_group) ----------------------------------
+
+    def _submit_head(
+        self,
+        client: Client,
+        *,
+        study: Study,
+        group_id: int,
+        attempt: int,
+        plan: GroupPlan,
+        priority: int,
+    ) -> None:
+        """The head of a probe group: its first replicates, one task each (the unchunked keys).
+        The planner holds their futures (never gathered) until the rest is submitted."""
+        params = study.groups[group_id]
+        graph: dict[str, Task] = {}
+        for c in plan.chunks:
+            self.sizes[len(c)] += 1
+            seeds = [study.seed_for(group_id=group_id, replicate=r) for r in c]
+            key = chunk_key(token=study.token, group_id=group_id, replicates=c, attempt=attempt)
+            graph[key] = Task(key, run_chunk, study.model, params, seeds)
+        head = client.get(graph, list(graph), sync=False, priority=priority)
+        if self.feed is not None:
+            for f in head:
+                f.add_done_callback(self.feed.notify)
+        self.groups_staged += 1
+        self._staged[group_id] = StagedGroup(
+            group_id=group_id, attempt=attempt, priority=priority, head=list(head)
+        )
+
+    def rests_ready(self) -> list[int]:
+        """Staged groups whose rest can be planned now (``probe_group.rest_ready``)."""
+        if not self._staged:
+            return []
+        self.poll()
+        return [
+            gid
+            for gid, staged in self._staged.items()
+            if rest_ready(
+                estimated=self.estimate.value is not None,
+                longest_sample=self._longest_sample,
+                target_seconds=self.settings.target_seconds,
+                head_done=staged.head_done(),
+            )
+        ]
+
+    def submit_rest(
+        self,
+        client: Client,
+        *,
+        study: Study,
+        group_id: int,
+        replicate_bytes: int,
+        memory_per_thread: int,
+        memory_fraction: float,
+    ) -> tuple[list[Future], list[Future], int]:
+        """Submits the rest of a staged group, planned with what is measured now. Returns the
+        futures of its final tasks (for the runner to wait on), the head's futures (the runner
+        holds them with the group's and releases them with it) and the Dask tasks submitted."""
+        staged = self._staged.pop(group_id)
+        head = staged.head
+        k, replicates = len(head), study.replicates
+        estimate = self.estimate.value
+        size = chunk_size(
+            replicate_seconds=estimate,
+            target_seconds=self.settings.target_seconds,
+            replicates=replicates,
+            replicate_bytes=replicate_bytes,
+            memory_per_thread=memory_per_thread,
+            memory_fraction=memory_fraction,
+        )
+        measured_short = estimate is not None and estimate < self.settings.target_seconds
+        params = study.groups[group_id]
+        if self.settings.fold and measured_short and size >= replicates:
+            # The whole group would be one task: its rest is one task, targets folded in.
+            self.sizes[replicates - k] += 1
+            self.groups_fused += 1
+            seeds = [study.seed_for(group_id=group_id, replicate=r) for r in range(k, replicates)]
+            key = rest_fused_key(
+                token=study.token,
+                group_id=group_id,
+                start=k,
+                replicates=replicates,
+                attempt=staged.attempt,
+            )
+            fut = client.submit(
+                run_group_rest,
+                study.model,
+                params,
+                seeds,
+                list(study.targets.items()),
+                list(study.outputs),
+                group_id,
+                study.parameter_types,
+                *head,
+                key=key,
+                priority=staged.priority,
+                pure=False,
+            )
+            return [fut], head, 1
+        chunks = tuple(
+            range(k + c.start, k + c.stop) for c in split(replicates=replicates - k, size=size)
+        )
+        for c in chunks:
+            self.sizes[len(c)] += 1
+        graph, finals = rest_graph(
+            study=study,
+            group_id=group_id,
+            attempt=staged.attempt,
+            head_keys=[f.key for f in head],
+            chunks=chunks,
+        )
+        futures = client.get(graph, finals, sync=False, priority=staged.priority)
+        return list(futures), head, len(graph)
+
+    def drop_staged(self) -> None:
+        """Forgets staged groups (the runner is stopping): their head futures are released."""
+        self._staged.clear()
 
     def graph(
         self, *, study: Study, group_id: int, attempt: int, plan: GroupPlan
@@ -606,6 +772,7 @@ class ChunkPlanner:
             "chunk_size_median": statistics.median(sizes) if sizes else None,
             "chunk_size_max": sizes[-1] if sizes else None,
             "groups_fused": self.groups_fused,
+            "groups_staged": self.groups_staged,
             "chunk_first_measured_by": self.first_measured_by,
             "replicate_seconds_estimate": None
             if self.estimate.value is None

@@ -262,6 +262,7 @@ class StudyRunner:
             replicate_bytes=self.controller.replicate_bytes,
             memory_per_thread=self.controller.memory_per_thread,
             memory_fraction=self.settings.memory_fraction,
+            attempt=attempt,
         )
         futures = self.chunks.submit(
             self.client, study=study, group_id=gid, attempt=attempt, plan=plan, priority=-self._seq
@@ -276,11 +277,32 @@ class StudyRunner:
             trouble_at_admit=self._trouble_seen,
         )
         self.tasks_submitted += plan.tasks
-        self.controller.set_tasks_per_group(plan.tasks)
+        if not plan.staged:  # a staged head is not a group's shape
+            self.controller.set_tasks_per_group(plan.tasks)
         self.inflight[gid] = group
         for key in group.futures:
             self.key_group[key] = gid
         self._ac.update(futures)
+
+    def _submit_rests(self) -> None:
+        """Probe groups submitted in two stages (``dask_workspace.probe_group``): their rest
+        goes once their head is measured; the group waits on the rest's final tasks."""
+        for gid in self.chunks.rests_ready():
+            group = self.inflight[gid]
+            finals, held, tasks = self.chunks.submit_rest(
+                self.client,
+                study=self.study,
+                group_id=gid,
+                replicate_bytes=self.controller.replicate_bytes,
+                memory_per_thread=self.controller.memory_per_thread,
+                memory_fraction=self.settings.memory_fraction,
+            )
+            self.tasks_submitted += tasks
+            group.futures.update({f.key: f for f in [*held, *finals]})
+            group.pending += len(finals)
+            for fut in finals:
+                self.key_group[fut.key] = gid
+            self._ac.update(finals)
 
     def _release_barrier(self) -> None:
         """Makes sure the scheduler hears about released groups before new ones arrive.
@@ -297,16 +319,17 @@ class StudyRunner:
         if self.stop_signal is not None:
             return
         self._release_barrier()
+        self._submit_rests()
         if self.settings.mode == "window":
             self.chunks.poll()  # probe measurements first: they may widen the window
-            limit = self.chunks.admission_limit(
+            # Asked again after each group: a packed group's plan widens the auto window.
+            while self.pending and len(self.inflight) < self.chunks.admission_limit(
                 window=self.controller.limit,
                 threads=self.controller.threads,
                 tasks_per_thread=self.settings.tasks_per_thread,
                 tasks_per_group=self.study.tasks_per_group,
                 inflight=self.inflight,
-            )
-            while self.pending and len(self.inflight) < limit:
+            ):
                 self._submit_group(self.pending.popleft(), attempt=0)
         elif not self.inflight:
             # Barrier batches: the next batch only once every group of the last one finished.
@@ -642,6 +665,7 @@ class StudyRunner:
         self.inflight.clear()
         self.key_group.clear()
         self._ac.clear()
+        self.chunks.drop_staged()
 
 
 # ---------------------------------------------------------------------------------------------
