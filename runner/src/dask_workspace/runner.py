@@ -219,6 +219,7 @@ class StudyRunner:
         self._flush_future: ThreadFuture[Any] | None = None
         self._seq = 0
         self._released = False
+        self._completed = False
         self.stop_signal: int | None = None
         # counters
         self.tasks_submitted = 0
@@ -648,13 +649,16 @@ class StudyRunner:
             if now >= next_progress:
                 logger.info("%s", self._progress_line(self.stats))
                 next_progress = now + self.settings.progress_interval
-        # The last word on progress, however short the run was.
-        logger.info("%s", self._progress_line(self._poll_stats()))
+        self._completed = True
 
     def finish(self) -> None:
         """Persists the buffer and reads the final statistics (also after errors)."""
         self._flush(wait=True)
         self._poll_stats()
+        if self._completed:
+            # The last word on progress, however short the run was (from the final statistics:
+            # no extra scheduler round trip between the last group and the final flush).
+            logger.info("%s", self._progress_line(self.stats))
         self.chunks.close()
         with contextlib.suppress(Exception):
             self.client.unregister_scheduler_plugin(self._plugin_name)
