@@ -55,10 +55,9 @@ from dask_workspace.probe import (
 )
 from dask_workspace.probe_group import (
     StagedGroup,
-    rest_fused_key,
     rest_graph,
     rest_ready,
-    run_group_rest,
+    rest_whole,
     should_stage,
 )
 from dask_workspace.tasks import (
@@ -661,34 +660,20 @@ class ChunkPlanner:
             memory_fraction=memory_fraction,
         )
         measured_short = estimate is not None and estimate < self.settings.target_seconds
-        params = study.groups[group_id]
+        head_keys = [f.key for f in head]
         if self.settings.fold and measured_short and size >= replicates:
-            # The whole group would be one task: its rest is one task, targets folded in.
+            # The whole group would be one task: the rest is one chunk, the targets and outputs
+            # one task (``probe_group.rest_whole``).
             self.sizes[replicates - k] += 1
-            self.groups_fused += 1
-            seeds = [study.seed_for(group_id=group_id, replicate=r) for r in range(k, replicates)]
-            key = rest_fused_key(
-                token=study.token,
+            graph, finals = rest_whole(
+                study=study,
                 group_id=group_id,
-                start=k,
-                replicates=replicates,
                 attempt=staged.attempt,
+                head_keys=head_keys,
+                start=k,
             )
-            fut = client.submit(
-                run_group_rest,
-                study.model,
-                params,
-                seeds,
-                list(study.targets.items()),
-                list(study.outputs),
-                group_id,
-                study.parameter_types,
-                *head,
-                key=key,
-                priority=staged.priority,
-                pure=False,
-            )
-            return [fut], head, 1
+            futures = client.get(graph, finals, sync=False, priority=staged.priority)
+            return list(futures), head, len(graph)
         chunks = tuple(
             range(k + c.start, k + c.stop) for c in split(replicates=replicates - k, size=size)
         )
@@ -698,7 +683,7 @@ class ChunkPlanner:
             study=study,
             group_id=group_id,
             attempt=staged.attempt,
-            head_keys=[f.key for f in head],
+            head_keys=head_keys,
             chunks=chunks,
         )
         futures = client.get(graph, finals, sync=False, priority=staged.priority)

@@ -9,11 +9,19 @@ largest loss of the run's start. Now the first group goes in two stages::
     head  = its first k = min(R, worker threads) replicates, one task each (the unchunked keys
             and tasks: exactly the measurement the probe takes; they run side by side)
     rest  = replicates k..R-1, its targets and outputs, planned once the head is measured:
-              - whole group short (the sizing rule would fuse it): ONE task that runs the rest
-                and then the targets and outputs over all R replicates (the head's results are
-                its dependencies, in replicate order);
+              - whole group short (the sizing rule would fuse it): the rest in ONE chunk, and
+                ONE task that runs every target and the outputs over head + rest, in replicate
+                order (keyed as the group's first target);
               - otherwise the rest in chunks of the measured size (one replicate per task when
                 replicates are long), then the targets and outputs tasks over head + rest.
+
+Why not the rest and the targets in one task: that task would depend on the head's tasks, and
+Dask's task groups are named by key prefix (``simulate-<study>``), so the group of simulation
+tasks would depend on itself. The scheduler then no longer treats the run's simulation tasks
+as root tasks and stops queuing them (``worker-saturation``): it would hand every admitted
+group to a worker at once, and a worker death would count against every group queued on that
+worker (``allowed-failures``), not only the one it was running. Targets and outputs depend on
+simulation tasks only, as in every other group's graph.
 
 The rest is submitted as soon as one of these holds (``rest_ready``):
 
@@ -87,27 +95,19 @@ class StagedGroup:
         return all(f.done() for f in self.head)
 
 
-def rest_fused_key(*, token: str, group_id: int, start: int, replicates: int, attempt: int) -> str:
-    """The one task that runs replicates ``start``..R-1 and the group's targets and outputs."""
-    return f"simulate-{token}-g{group_id}-r{start}to{replicates - 1}-fused-a{attempt}"
-
-
-def run_group_rest(
-    model: str,
-    params: dict[str, Any],
-    seeds: Sequence[int],
+def group_finals(
     targets: Sequence[tuple[str, str]],
     outputs: Sequence[str],
     group_id: int,
+    params: dict[str, Any],
     parameter_types: dict[str, str],
-    *head: ChunkResult,
+    *chunks: ChunkResult,
 ) -> Finished:
-    """The rest of a short probe group in one task: its remaining replicates, then the targets
-    and outputs over the head's results and these, in replicate order."""
-    from dask_workspace.chunking import Finished, run_chunk
+    """Every target and the outputs of a group in one task, over its chunks' replicates in
+    order (the head's, then the rest's), with the seconds the replicates took."""
+    from dask_workspace.chunking import Finished
 
-    chunk = run_chunk(model, params, seeds)
-    results = [r for h in head for r in h.results] + chunk.results
+    results = [r for c in chunks for r in c.results]
     parts: list[tuple[str, Any]] = [
         ("target", evaluate_target(ref, name, params, *results)) for name, ref in targets
     ]
@@ -115,8 +115,50 @@ def run_group_rest(
         parts.append(
             ("outputs", collect_outputs(outputs, group_id, params, parameter_types, *results))
         )
-    seconds = chunk.seconds + sum(h.seconds for h in head)
+    seconds = sum(c.seconds for c in chunks)
     return Finished(parts=tuple(parts), seconds=seconds, replicates=len(results))
+
+
+def finals_key(*, study: Study, group_id: int, attempt: int) -> str:
+    """The one task of a staged group's targets and outputs: keyed as its first target (its
+    outputs task without targets), so a failure of it names the stage it ran."""
+    if study.targets:
+        return target_key(token=study.token, group_id=group_id, target_index=0, attempt=attempt)
+    return outputs_key(token=study.token, group_id=group_id, attempt=attempt)
+
+
+def rest_whole(
+    *,
+    study: Study,
+    group_id: int,
+    attempt: int,
+    head_keys: Sequence[str],
+    start: int,
+) -> tuple[dict[str, Task], list[str]]:
+    """The rest of a short staged group: replicates ``start``..R-1 in one chunk and one task of
+    targets and outputs over head + chunk."""
+    from dask_workspace.chunking import chunk_key, run_chunk
+
+    params = study.groups[group_id]
+    rest = range(start, study.replicates)
+    seeds = [study.seed_for(group_id=group_id, replicate=r) for r in rest]
+    chunk = chunk_key(token=study.token, group_id=group_id, replicates=rest, attempt=attempt)
+    final = finals_key(study=study, group_id=group_id, attempt=attempt)
+    graph = {
+        chunk: Task(chunk, run_chunk, study.model, params, seeds),
+        final: Task(
+            final,
+            group_finals,
+            list(study.targets.items()),
+            list(study.outputs),
+            group_id,
+            params,
+            study.parameter_types,
+            *[TaskRef(k) for k in head_keys],
+            TaskRef(chunk),
+        ),
+    }
+    return graph, [final]
 
 
 def rest_graph(
