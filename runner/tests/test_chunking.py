@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pathlib
 import textwrap
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -298,6 +299,43 @@ def test_fewer_tasks_per_group_widen_the_auto_window_within_the_memory_budget():
     c.observe_replicate_bytes(30 * 20 * MiB)  # 20 MiB replicates: 600 MiB per group
     assert c.limit == 3  # floor(0.5 x 4 GiB / 600 MiB): memory still bounds the groups
     assert c.memory_per_thread == 1024 * MiB
+
+
+def test_the_auto_window_follows_the_mean_tasks_of_the_groups_in_flight():
+    """One group split into chunks among fused ones (its estimate crossed WHOLE_GROUP) moves
+    the auto window a little; it used to take the window to that one group's shape."""
+    from dask_workspace.chunking import ChunkPlanner, ChunkSettings
+
+    planner = ChunkPlanner(settings=ChunkSettings(mode="auto", target_seconds=0.2, fold=True))
+    fused = plan_group(
+        size=30, replicates=30, targets=3, outputs=True, measured_short=True, fold=True
+    )
+    split3 = plan_group(
+        size=13, replicates=30, targets=3, outputs=True, measured_short=True, fold=True
+    )
+    assert fused.tasks == 1 and split3.tasks == 7
+    for gid in range(11):
+        planner.note_group(gid, fused)
+    planner.note_group(11, split3)
+    planner.note_group(99, replace(fused, probe=True))  # planned unmeasured: not counted
+    mean = planner.tasks_per_group(range(12))
+    assert mean == pytest.approx(18 / 12)
+    c = WindowController(
+        fixed=None,
+        tasks_per_group=34,
+        replicates=30,
+        tasks_per_thread=3,
+        memory_fraction=0.5,
+        replicate_memory=1024,
+        safety_factor=1.0,
+        max_window=10_000,
+    )
+    c.update(Capacity(workers=4, threads=4, memory_limit=4 * 1024 * MiB))
+    c.set_tasks_per_group(mean)
+    assert c.limit == 8  # ceil(3 x 4 / 1.5), not ceil(12 / 7) = 2
+    # Finished groups leave the mean.
+    assert planner.tasks_per_group([11]) == 7
+    assert planner.tasks_per_group([]) is None
 
 
 def test_chunk_keys_belong_to_their_group():

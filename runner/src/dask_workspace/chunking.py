@@ -389,6 +389,8 @@ class ChunkPlanner:
         self._longest_sample: float | None = None
         #: Groups submitted in two stages.
         self.groups_staged = 0
+        #: Dask tasks of each group in flight that was planned from a measurement.
+        self._group_tasks: dict[int, int] = {}
 
     @property
     def enabled(self) -> bool:
@@ -495,6 +497,22 @@ class ChunkPlanner:
             tasks_per_group=tasks_per_group,
         )
 
+    def note_group(self, group_id: int, plan: GroupPlan) -> None:
+        """Records a submitted group's tasks (those planned from a measurement)."""
+        if not plan.probe:
+            self._group_tasks[group_id] = plan.tasks
+
+    def tasks_per_group(self, inflight: Collection[int]) -> float | None:
+        """Mean Dask tasks of the measured groups in flight (None: none). The auto window sizes
+        by it: one group split into chunks (its estimate crossed ``WHOLE_GROUP``) among fused
+        ones moves the window a little, instead of cutting it to that group's shape (a 7-task
+        group among 1-task ones took the sir-grid's window from 12 groups to 2)."""
+        for gid in [g for g in self._group_tasks if g not in inflight]:
+            del self._group_tasks[gid]
+        if not self._group_tasks:
+            return None
+        return sum(self._group_tasks.values()) / len(self._group_tasks)
+
     def plan(
         self,
         *,
@@ -551,6 +569,7 @@ class ChunkPlanner:
         A fused group is one task without dependencies: ``Client.submit`` sends it without
         building a graph collection, which is most of the runner's work per short group.
         """
+        self.note_group(group_id, plan)
         if self.enabled and plan.fused:
             self.sizes[study.replicates] += 1
             self.groups_fused += 1

@@ -278,9 +278,11 @@ class StudyRunner:
             trouble_at_admit=self._trouble_seen,
         )
         self.tasks_submitted += plan.tasks
-        if not plan.staged:  # a staged head is not a group's shape
-            self.controller.set_tasks_per_group(plan.tasks)
         self.inflight[gid] = group
+        if not plan.probe:  # groups planned before a measurement do not size the window
+            self.controller.set_tasks_per_group(
+                self.chunks.tasks_per_group(self.inflight) or plan.tasks
+            )
         for key in group.futures:
             self.key_group[key] = gid
         self._ac.update(futures)
