@@ -203,7 +203,9 @@ def admission_limit(
     - measured, while groups planned before the measurement (one task per replicate) are still
       in flight: those groups plus one packed group per worker thread -- the older groups' tasks
       run first (priority), and the packed ones are ready the moment a thread runs out of them,
-      without putting more tasks on the scheduler than the unchunked start did;
+      without putting more tasks on the scheduler than the unchunked start did (a staged
+      probe group, ``dask_workspace.probe_group``, is not one of them: its head is one task
+      per thread and its rest is packed);
     - then the window.
     """
     if probing:
@@ -592,7 +594,9 @@ class ChunkPlanner:
                     pure=False,
                 )
             ]
-        if plan.probe:
+        if plan.probe and not plan.staged:
+            # R single-replicate tasks: admission holds back beside them (admission_limit). A
+            # staged group's head is a few tasks and its rest is packed: the window applies.
             self._probe_groups.add(group_id)
         if plan.staged:
             self._submit_head(
