@@ -6,11 +6,12 @@ replicate in milliseconds therefore spends most of the cluster's time on schedul
 replicate is its own task. The runner measures how long replicates take as the study runs and
 packs the replicates of a group into chunks of about ``chunk-seconds`` each::
 
-    per-replicate seconds: unknown until the first replicates report (the first groups run one
-                           task per replicate, as with chunking off; the scheduler publishes the
-                           first k = min(R, threads) durations at once: dask_workspace.probe);
-                           then an estimate that follows the measurements (up at once, down
-                           smoothly)
+    per-replicate seconds: unknown until the first replicates report (the first k =
+                           min(R, threads) replicates run one task each, as with chunking off;
+                           the scheduler publishes their durations at once:
+                           dask_workspace.probe; when R > k only those k go first and the rest of
+                           that group is planned from them: dask_workspace.probe_group); then an
+                           estimate that follows the measurements (up at once, down smoothly)
     size   = 1                                  if unknown or seconds >= chunk-seconds
            = R                                  if R x seconds <= 2 x chunk-seconds (the whole
                                                 group is one task: see WHOLE_GROUP)
