@@ -961,9 +961,11 @@ def chunking_lines(res: dict[str, Any], p: dict[str, Any]) -> list[str]:
         "`examples/studies/sir-grid.yaml` as `npm run local` runs it (auto window). 1 s tasks: "
         "every replicate sleeps exactly 1 s, R = 4. Lognormal 5 ms: median 5 ms, σ = 1, R = 8. "
         "Both modes of a scenario compute the same replicates with the same seeds; the runner "
-        "runs the first group(s) unchunked and packs once the first replicates (one per worker "
-        "thread) are measured, and the window (auto unless given) still bounds the groups in "
-        "flight.",
+        "packs nothing until the first replicates (one per worker thread, one task each) are "
+        "measured: when a group has more replicates than that, only those go first and the "
+        "rest of the group is planned from their measurement (a staged probe group, "
+        "`dask_workspace.probe_group`); the window (auto unless given) still bounds the groups "
+        "in flight.",
         "",
         *chunking_report(c),
         "",
@@ -1081,13 +1083,20 @@ def chunking_interpretation(res: dict[str, Any]) -> list[str]:
         "scheduler published the compute time and size of the first one-replicate tasks, one "
         "per worker thread, so packing started about one replicate after the start instead of "
         "after the first group's targets, and the window's memory budget used the measured "
-        "size instead of the assumed 32 MiB per replicate); the first group still ran one task "
-        "per replicate, beside the packed ones. Every later group whose replicates take at most "
-        "2 × `chunk-seconds` is one task (replicates, three targets, the outputs table; "
-        f"chunk sizes {sir.get('chunk_sizes')}). What is left between that and full "
-        "utilization is the first group's per-replicate tasks, the end of the run (the last "
-        "tasks finish one by one) and the scheduler round trip between two tasks of a thread "
-        "(the local stack's `worker-saturation` 1.0 hands a worker one task per thread).",
+        "size instead of the assumed 32 MiB per replicate). The first group is staged "
+        f"({sir.get('groups_staged', 0)} staged): its first replicates one task each (one per "
+        "worker thread), then its other replicates as one chunk and its targets and outputs as "
+        "one task, instead of 30 one-replicate tasks and 4 target/outputs tasks. Every later "
+        "group whose replicates take at most 2 × `chunk-seconds` is one task (replicates, three "
+        f"targets, the outputs table; chunk sizes {sir.get('chunk_sizes')}, "
+        f"{sir['tasks_submitted']} tasks in all). What is left between that and full "
+        "utilization, measured with per-phase timestamps (`bench/phases/`): the scheduler "
+        "round trip between two tasks of a thread (the local stack's `worker-saturation` 1.0 "
+        "queues the run's tasks on the scheduler and hands a worker the next one only when its "
+        "thread is free; with 4 threads on 2 cores that costs about 10–20 ms per task of about "
+        "0.1 s), the end of the run (the last tasks finish one by one, then the last result "
+        "reaches the runner and the final flush is written) and the wait for the first "
+        "measurement at the start.",
         "- `--chunk-seconds` sweep: utilization "
         + ", ".join(f"{t}: {fmt(d['utilization'], 2)}" for t, d in sweep.items())
         + ". Most of the gain is reached by 0.05–0.2 s; above 0.2 s a chunk gains little "

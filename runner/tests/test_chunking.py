@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pathlib
 import textwrap
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -24,6 +25,7 @@ from dask_workspace.chunking import (
     split,
 )
 from dask_workspace.probe import ProbeFeed, ProbeRequest, ProbeSample, first_estimate, probe_count
+from dask_workspace.probe_group import rest_ready, should_stage
 from dask_workspace.results import read_results
 from dask_workspace.tasks import parse_group, simulate_replicate
 from dask_workspace.window import Capacity, WindowController
@@ -165,6 +167,57 @@ def test_the_first_estimate_waits_for_one_replicate_per_thread_and_takes_the_mea
     assert first.seconds == pytest.approx(0.005) and first.nbytes == 4000  # the largest result
 
 
+def test_only_a_first_attempt_larger_than_its_head_is_staged():
+    assert should_stage(replicates=30, head=4, attempt=0)
+    assert not should_stage(replicates=4, head=4, attempt=0)  # the head is the whole group
+    assert not should_stage(replicates=2, head=4, attempt=0)
+    assert not should_stage(replicates=30, head=4, attempt=1)  # a retry is planned as usual
+    assert not should_stage(replicates=30, head=0, attempt=0)
+
+
+def test_the_rest_waits_for_the_estimate_a_long_replicate_or_the_whole_head():
+    common = {"target_seconds": 0.2}
+    assert not rest_ready(estimated=False, longest_sample=None, head_done=False, **common)
+    assert not rest_ready(estimated=False, longest_sample=0.01, head_done=False, **common)
+    assert rest_ready(estimated=True, longest_sample=0.01, head_done=False, **common)
+    # One replicate of at least chunk-seconds: nothing will be packed, go (unchunked) at once.
+    assert rest_ready(estimated=False, longest_sample=0.2, head_done=False, **common)
+    # The head is done without a measurement (probe events are best effort): go anyway.
+    assert rest_ready(estimated=False, longest_sample=None, head_done=True, **common)
+
+
+def test_no_task_depends_on_its_own_dask_task_group():
+    """Dask names task groups by key prefix (``key_split``); a group of simulation tasks that
+    depended on itself would stop being root tasks, and the scheduler would stop queuing them
+    (worker-saturation): every admitted group would go to a worker at once, and a worker death
+    would count against all of them. No graph the runner submits may do that, the staged probe
+    group's included."""
+    from dask.utils import key_split
+
+    from dask_workspace.chunking import ChunkPlanner, ChunkSettings
+    from dask_workspace.probe_group import rest_graph, rest_whole
+    from dask_workspace.study import load_study
+
+    study = load_study(ROOT / "examples/studies/sir-grid.yaml")
+    head = [f"simulate-{study.token}-g0-r{r}-a0" for r in range(4)]
+    graphs = [
+        rest_whole(study=study, group_id=0, attempt=0, head_keys=head, start=4)[0],
+        rest_graph(
+            study=study, group_id=0, attempt=0, head_keys=head, chunks=(range(4, 17), range(17, 30))
+        )[0],
+    ]
+    for mode in ("auto", "off"):
+        planner = ChunkPlanner(settings=ChunkSettings(mode=mode, target_seconds=0.2, fold=True))
+        plan = plan_group(
+            size=10, replicates=30, targets=3, outputs=True, measured_short=True, fold=True
+        )
+        graphs.append(planner.graph(study=study, group_id=1, attempt=0, plan=plan)[0])
+    for graph in graphs:
+        for key, task in graph.items():
+            for dep in task.dependencies:
+                assert key_split(dep) != key_split(key), (key, dep)
+
+
 def test_the_scheduler_publishes_the_first_replicate_durations_and_sizes(cluster):
     """The run's scheduler plugin pushes the compute time and result size of the first k
     one-replicate tasks of its study (and of no other task) to the runner's client."""
@@ -248,6 +301,43 @@ def test_fewer_tasks_per_group_widen_the_auto_window_within_the_memory_budget():
     assert c.memory_per_thread == 1024 * MiB
 
 
+def test_the_auto_window_follows_the_mean_tasks_of_the_groups_in_flight():
+    """One group split into chunks among fused ones (its estimate crossed WHOLE_GROUP) moves
+    the auto window a little; it used to take the window to that one group's shape."""
+    from dask_workspace.chunking import ChunkPlanner, ChunkSettings
+
+    planner = ChunkPlanner(settings=ChunkSettings(mode="auto", target_seconds=0.2, fold=True))
+    fused = plan_group(
+        size=30, replicates=30, targets=3, outputs=True, measured_short=True, fold=True
+    )
+    split3 = plan_group(
+        size=13, replicates=30, targets=3, outputs=True, measured_short=True, fold=True
+    )
+    assert fused.tasks == 1 and split3.tasks == 7
+    for gid in range(11):
+        planner.note_group(gid, fused)
+    planner.note_group(11, split3)
+    planner.note_group(99, replace(fused, probe=True))  # planned unmeasured: not counted
+    mean = planner.tasks_per_group(range(12))
+    assert mean == pytest.approx(18 / 12)
+    c = WindowController(
+        fixed=None,
+        tasks_per_group=34,
+        replicates=30,
+        tasks_per_thread=3,
+        memory_fraction=0.5,
+        replicate_memory=1024,
+        safety_factor=1.0,
+        max_window=10_000,
+    )
+    c.update(Capacity(workers=4, threads=4, memory_limit=4 * 1024 * MiB))
+    c.set_tasks_per_group(mean)
+    assert c.limit == 8  # ceil(3 x 4 / 1.5), not ceil(12 / 7) = 2
+    # Finished groups leave the mean.
+    assert planner.tasks_per_group([11]) == 7
+    assert planner.tasks_per_group([]) is None
+
+
 def test_chunk_keys_belong_to_their_group():
     from dask_workspace.chunking import chunk_key, fused_key
 
@@ -324,13 +414,17 @@ def test_sir_grid_chunked_and_unchunked_give_identical_values(cluster, tmp_path)
     _assert_same(str(tmp_path / "off"), str(tmp_path / "split"))
     off, fused = summaries["off"], summaries["fused"]
     assert off["chunk_sizes"] == {"1": 10 * 12} and off["tasks_submitted"] == 10 * (12 + 3 + 1)
-    assert fused["groups_fused"] >= 1 and fused["chunk_size_max"] == 12
+    assert fused["chunk_size_max"] == 12
     # The first estimate came from the first replicates, not from a whole group's targets.
     assert fused["chunk_first_measured_by"] == "replicates"
     assert off["chunk_first_measured_by"] is None
-    # tasks_submitted counts Dask tasks: the probe groups' 16 each, one per fused group.
-    probe = fused["chunk_sizes"]["1"] // 12
-    assert fused["tasks_submitted"] == probe * 16 + (10 - probe)
+    # tasks_submitted counts Dask tasks: the probe group is staged (dask_workspace.probe_group):
+    # its first 4 replicates (one per worker thread) one task each, then its other 8 replicates
+    # in one task and its targets and outputs in one more; every other group is one fused task.
+    assert fused["groups_staged"] == 1 and off["groups_staged"] == 0
+    assert fused["chunk_sizes"] == {"1": 4, "8": 1, "12": 9}
+    assert fused["groups_fused"] == 9
+    assert fused["tasks_submitted"] == 4 + 2 + 9  # head, rest chunk + targets/outputs, fused
     assert fused["peak_scheduler_tasks"] < off["peak_scheduler_tasks"] * 2
 
 
@@ -354,7 +448,9 @@ def test_synthetic_chunks_with_separate_targets_are_bit_identical(cluster, tmp_p
         scheduler=cluster.address,
         results=str(tmp_path / "auto"),
         summary=tmp_path / "auto.json",
-        args=[*common, "--chunk-seconds", "0.02"],
+        # 0.05 s: chunks of a few replicates even when the probe's first four replicates
+        # (seeds of group 0, sigma 1) average well above the 4 ms median.
+        args=[*common, "--chunk-seconds", "0.05"],
         env={"DASK_WORKSPACE__RUNNER__CHUNK_FOLD_TARGETS": "false"},
     )
     assert off.returncode == 0 and auto.returncode == 0, auto.stderr
@@ -401,6 +497,89 @@ def test_a_replicate_raising_inside_a_chunk_is_reported_as_that_replicate(cluste
     _, out_a = _frames(str(tmp_path / "auto"))
     _, out_o = _frames(str(tmp_path / "off"))
     pd.testing.assert_frame_equal(out_a["series"], out_o["series"])
+
+
+def _run_pair(cluster, study, tmp_path, *, auto_args, common=("--window", "3"), code=0, env=None):
+    out = {}
+    for name, args in {"off": ["--chunking", "off"], "auto": list(auto_args)}.items():
+        res = run_study_cli(
+            study,
+            scheduler=cluster.address,
+            results=str(tmp_path / name),
+            summary=tmp_path / f"{name}.json",
+            args=[*common, *args],
+            env=env,
+        )
+        assert res.returncode == code, res.stderr
+        out[name] = res.summary
+    _assert_same(str(tmp_path / "off"), str(tmp_path / "auto"))
+    return out["off"], out["auto"]
+
+
+def test_a_staged_probe_group_of_long_replicates_stays_one_task_per_replicate(cluster, tmp_path):
+    """Replicates of 50 ms against chunk-seconds 0.02: the first head replicate to report is
+    long, so the rest of the probe group goes at once, one task per replicate, exactly the
+    unchunked graph (same task count, same values)."""
+    study = write_study(
+        tmp_path / "long.yaml",
+        parameters={"grid": {"x": list(range(4)), "median_seconds": 0.05, "sigma": 0.0}},
+        replicates=7,
+        outputs=["series"],
+    )
+    off, auto = _run_pair(cluster, study, tmp_path, auto_args=["--chunk-seconds", "0.02"])
+    assert auto["groups_staged"] == 1 and auto["groups_fused"] == 0
+    assert auto["chunk_sizes"] == {"1": 4 * 7}
+    assert auto["tasks_submitted"] == off["tasks_submitted"] == 4 * (7 + 2 + 1)
+
+
+def test_a_staged_probe_group_in_chunks_with_separate_targets_is_bit_identical(cluster, tmp_path):
+    """Short replicates that do not fit one task: the rest of the probe group runs in chunks,
+    and its targets and outputs read the head's replicates and the chunks' in order."""
+    study = write_study(
+        tmp_path / "chunks.yaml",
+        parameters={"grid": {"x": list(range(5)), "median_seconds": 0.003, "sigma": 0.5}},
+        replicates=16,
+        outputs=["series"],
+    )
+    off, auto = _run_pair(
+        cluster,
+        study,
+        tmp_path,
+        auto_args=["--chunk-seconds", "0.02"],
+        env={"DASK_WORKSPACE__RUNNER__CHUNK_FOLD_TARGETS": "false"},
+    )
+    assert auto["groups_staged"] == 1 and auto["groups_fused"] == 0
+    assert auto["chunk_size_max"] > 1
+    assert sum(int(k) * v for k, v in auto["chunk_sizes"].items()) == 5 * 16
+    assert auto["tasks_submitted"] < off["tasks_submitted"]
+
+
+def test_a_replicate_raising_in_a_staged_head_is_reported_as_that_replicate(cluster, tmp_path):
+    # fail_seed_mod 1: every replicate of group 0 raises, the head's first one is reported.
+    sets = [
+        {"x": 0.0, "fail_seed_mod": 1},
+        {"x": 1.0, "fail_seed_mod": 0},
+        {"x": 2.0, "fail_seed_mod": 0},
+    ]
+    study = write_study(
+        tmp_path / "headfail.yaml", parameters={"sets": sets}, replicates=9, outputs=["series"]
+    )
+    _, auto = _run_pair(
+        cluster,
+        study,
+        tmp_path,
+        auto_args=["--chunk-seconds", "10"],
+        common=("--window", "1"),
+        code=3,
+    )
+    assert auto["groups_staged"] == 1
+    off_r, auto_r = read_results(str(tmp_path / "off")), read_results(str(tmp_path / "auto"))
+    assert off_r.failed == auto_r.failed == {0}
+    cols = ["group_id", "stage", "task", "error"]
+    pd.testing.assert_frame_equal(
+        auto_r.failures[cols].reset_index(drop=True), off_r.failures[cols].reset_index(drop=True)
+    )
+    assert auto_r.failures["task"].iloc[0].startswith("replicate 0 (seed ")
 
 
 def test_bad_chunk_settings_exit_2_naming_the_flag(tmp_path):
@@ -507,6 +686,83 @@ def test_a_chunk_lost_with_its_worker_is_retried_and_nothing_is_lost(
     assert r.persisted == {0, 1, 2, 3}
     mean_x = r.aggregates
     assert (mean_x["value"] == mean_x["x"]).all()
+
+
+def test_a_staged_head_replicate_lost_with_its_worker_is_recomputed(
+    fragile_cluster, model_dir, tmp_path
+):
+    """The probe group's head (one replicate per worker thread: 2 here) loses a replicate with
+    its worker: Dask computes it again (the runner holds its future) and the rest of the group
+    uses it; nothing is retried or lost."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    sets = [{"x": i, "kill_once": i == 0, "marker_dir": str(markers)} for i in range(3)]
+    study = tmp_path / "head.yaml"
+    study.write_text(
+        yaml.safe_dump(
+            {
+                "name": "head",
+                "model": "killonce:simulate",
+                "targets": {"mean_x": "killonce:mean_x"},
+                "parameters": {"sets": sets},
+                "replicates": 6,
+                "seed": 5,
+            }
+        )
+    )
+    res = run_study_cli(
+        study,
+        scheduler=fragile_cluster.address,
+        results=str(tmp_path / "res"),
+        summary=tmp_path / "s.json",
+        args=["--window", "1", "--chunk-seconds", "10"],
+        env={"PYTHONPATH": str(model_dir)},
+        timeout=240,
+    )
+    assert res.returncode == 0, res.stderr
+    s = res.summary
+    assert (markers / "g0").exists()
+    assert s["groups_staged"] == 1 and s["worker_deaths"] == 1 and s["groups_retried"] == 0
+    r = read_results(str(tmp_path / "res"))
+    assert r.persisted == {0, 1, 2}
+    assert (r.aggregates["value"] == r.aggregates["x"]).all()
+
+
+def test_a_poison_staged_head_fails_its_group_after_one_retry(fragile_cluster, tmp_path):
+    """A probe group whose head replicate kills every worker it runs on: the head ends as
+    KilledWorker, the rest (which depends on it) errs with it, and the group is retried with new
+    keys (planned as usual, not staged again) and then recorded as failed."""
+    study = write_study(
+        tmp_path / "poisonhead.yaml",
+        parameters={
+            "sets": [
+                {"x": 0.0, "kill_worker": True},
+                {"x": 1.0, "kill_worker": False},
+                {"x": 2.0, "kill_worker": False},
+            ]
+        },
+        replicates=4,
+    )
+    uri = str(tmp_path / "res")
+    res = run_study_cli(
+        study,
+        scheduler=fragile_cluster.address,
+        results=uri,
+        summary=tmp_path / "s.json",
+        args=["--window", "1", "--chunk-seconds", "10"],
+        timeout=240,
+    )
+    assert res.returncode == 3, res.stderr
+    s = res.summary
+    # Group 0's head never reported a duration, so the next group is still a probe: staged too
+    # (its head is what measures the replicates).
+    assert s["groups_staged"] == 2 and s["chunk_first_measured_by"] == "replicates"
+    assert s["groups_retried"] == 1 and s["groups_failed"] == 1 and s["groups_persisted"] == 2
+    r = read_results(uri)
+    assert r.failed == {0}
+    failure = r.failures.set_index("group_id").loc[0]
+    assert "KilledWorker" in failure["error"]
+    assert failure["task"].endswith("-a1")  # the retry ran under new keys
 
 
 def test_a_poison_chunk_counts_like_a_single_task_then_fails_its_group(fragile_cluster, tmp_path):

@@ -6,11 +6,12 @@ replicate in milliseconds therefore spends most of the cluster's time on schedul
 replicate is its own task. The runner measures how long replicates take as the study runs and
 packs the replicates of a group into chunks of about ``chunk-seconds`` each::
 
-    per-replicate seconds: unknown until the first replicates report (the first groups run one
-                           task per replicate, as with chunking off; the scheduler publishes the
-                           first k = min(R, threads) durations at once: dask_workspace.probe);
-                           then an estimate that follows the measurements (up at once, down
-                           smoothly)
+    per-replicate seconds: unknown until the first replicates report (the first k =
+                           min(R, threads) replicates run one task each, as with chunking off;
+                           the scheduler publishes their durations at once:
+                           dask_workspace.probe; when R > k only those k go first and the rest of
+                           that group is planned from them: dask_workspace.probe_group); then an
+                           estimate that follows the measurements (up at once, down smoothly)
     size   = 1                                  if unknown or seconds >= chunk-seconds
            = R                                  if R x seconds <= 2 x chunk-seconds (the whole
                                                 group is one task: see WHOLE_GROUP)
@@ -52,6 +53,13 @@ from dask_workspace.probe import (
     ProbeSample,
     first_estimate,
     probe_count,
+)
+from dask_workspace.probe_group import (
+    StagedGroup,
+    rest_graph,
+    rest_ready,
+    rest_whole,
+    should_stage,
 )
 from dask_workspace.tasks import (
     collect_outputs,
@@ -115,6 +123,9 @@ class GroupPlan:
     tasks: int
     #: Planned before any replicate was measured (one task per replicate).
     probe: bool = False
+    #: Only the group's head (its first replicates, measured): the rest is planned once they
+    #: are (``dask_workspace.probe_group``). ``tasks`` counts the head's tasks.
+    staged: bool = False
 
 
 def chunk_size(
@@ -193,7 +204,9 @@ def admission_limit(
     - measured, while groups planned before the measurement (one task per replicate) are still
       in flight: those groups plus one packed group per worker thread -- the older groups' tasks
       run first (priority), and the packed ones are ready the moment a thread runs out of them,
-      without putting more tasks on the scheduler than the unchunked start did;
+      without putting more tasks on the scheduler than the unchunked start did (a staged
+      probe group, ``dask_workspace.probe_group``, is not one of them: its head is one task
+      per thread and its rest is packed);
     - then the window.
     """
     if probing:
@@ -373,6 +386,14 @@ class ChunkPlanner:
         self._probe_groups: set[int] = set()
         #: Where the first estimate came from: "replicates" (the probe) or "group" (a target).
         self.first_measured_by: str | None = None
+        #: Probe groups whose head is submitted and whose rest is not (``probe_group``).
+        self._staged: dict[int, StagedGroup] = {}
+        #: The longest replicate the probe reported (a long one releases a staged rest early).
+        self._longest_sample: float | None = None
+        #: Groups submitted in two stages.
+        self.groups_staged = 0
+        #: Dask tasks of each group in flight that was planned from a measurement.
+        self._group_tasks: dict[int, int] = {}
 
     @property
     def enabled(self) -> bool:
@@ -412,10 +433,14 @@ class ChunkPlanner:
         return request
 
     def has_news(self) -> bool:
-        """Probe samples arrived that the runner's loop has not seen."""
-        return self.feed is not None and self.feed.has_news()
+        """Probe samples arrived that the runner's loop has not seen, or a staged head is done
+        (its rest can go, measured or not)."""
+        if self.feed is not None and self.feed.has_news():
+            return True
+        return any(s.head_done() for s in self._staged.values())
 
     def close(self) -> None:
+        self.drop_staged()
         if self.feed is not None:
             self.feed.close()
 
@@ -424,6 +449,8 @@ class ChunkPlanner:
         if self.feed is None or not self.feed.has_news():
             return
         samples = self.feed.drain()
+        for sample in samples:
+            self._longest_sample = max(self._longest_sample or 0.0, sample.seconds)
         if self.estimate.value is not None:
             return  # measured already: the groups' own reports take it from here
         self._samples.extend(samples)
@@ -461,6 +488,9 @@ class ChunkPlanner:
         """Groups the window may hold now (``admission_limit``, the pure rule)."""
         probing = self.probing
         self._probe_groups.intersection_update(inflight)
+        if probing and self._staged:
+            # The staged head has one replicate per thread: nothing more until it is measured.
+            return 1
         return admission_limit(
             window=window,
             probing=probing,
@@ -470,6 +500,22 @@ class ChunkPlanner:
             tasks_per_group=tasks_per_group,
         )
 
+    def note_group(self, group_id: int, plan: GroupPlan) -> None:
+        """Records a submitted group's tasks (those planned from a measurement)."""
+        if not plan.probe:
+            self._group_tasks[group_id] = plan.tasks
+
+    def tasks_per_group(self, inflight: Collection[int]) -> float | None:
+        """Mean Dask tasks of the measured groups in flight (None: none). The auto window sizes
+        by it: one group split into chunks (its estimate crossed ``WHOLE_GROUP``) among fused
+        ones moves the window a little, instead of cutting it to that group's shape (a 7-task
+        group among 1-task ones took the sir-grid's window from 12 groups to 2)."""
+        for gid in [g for g in self._group_tasks if g not in inflight]:
+            del self._group_tasks[gid]
+        if not self._group_tasks:
+            return None
+        return sum(self._group_tasks.values()) / len(self._group_tasks)
+
     def plan(
         self,
         *,
@@ -477,9 +523,20 @@ class ChunkPlanner:
         replicate_bytes: int,
         memory_per_thread: int,
         memory_fraction: float,
+        attempt: int = 0,
     ) -> GroupPlan:
         self.poll()
         estimate = self.estimate.value if self.enabled else None
+        if self.enabled and estimate is None and self.feed is not None and not self._staged:
+            head = self.feed.request.count
+            if should_stage(replicates=study.replicates, head=head, attempt=attempt):
+                return GroupPlan(
+                    chunks=split(replicates=head, size=1),
+                    fused=False,
+                    tasks=head,
+                    probe=True,
+                    staged=True,
+                )
         size = chunk_size(
             replicate_seconds=estimate,
             target_seconds=self.settings.target_seconds,
@@ -515,6 +572,7 @@ class ChunkPlanner:
         A fused group is one task without dependencies: ``Client.submit`` sends it without
         building a graph collection, which is most of the runner's work per short group.
         """
+        self.note_group(group_id, plan)
         if self.enabled and plan.fused:
             self.sizes[study.replicates] += 1
             self.groups_fused += 1
@@ -537,10 +595,127 @@ class ChunkPlanner:
                     pure=False,
                 )
             ]
-        if plan.probe:
+        if plan.probe and not plan.staged:
+            # R single-replicate tasks: admission holds back beside them (admission_limit). A
+            # staged group's head is a few tasks and its rest is packed: the window applies.
             self._probe_groups.add(group_id)
+        if plan.staged:
+            self._submit_head(
+                client,
+                study=study,
+                group_id=group_id,
+                attempt=attempt,
+                plan=plan,
+                priority=priority,
+            )
+            return []
         graph, finals = self.graph(study=study, group_id=group_id, attempt=attempt, plan=plan)
         return client.get(graph, finals, sync=False, priority=priority)
+
+    # -- the staged probe group (dask_workspace.probe_group) ----------------------------------
+
+    def _submit_head(
+        self,
+        client: Client,
+        *,
+        study: Study,
+        group_id: int,
+        attempt: int,
+        plan: GroupPlan,
+        priority: int,
+    ) -> None:
+        """The head of a probe group: its first replicates, one task each (the unchunked keys).
+        The planner holds their futures (never gathered) until the rest is submitted."""
+        params = study.groups[group_id]
+        graph: dict[str, Task] = {}
+        for c in plan.chunks:
+            self.sizes[len(c)] += 1
+            seeds = [study.seed_for(group_id=group_id, replicate=r) for r in c]
+            key = chunk_key(token=study.token, group_id=group_id, replicates=c, attempt=attempt)
+            graph[key] = Task(key, run_chunk, study.model, params, seeds)
+        head = client.get(graph, list(graph), sync=False, priority=priority)
+        if self.feed is not None:
+            for f in head:
+                f.add_done_callback(self.feed.notify)
+        self.groups_staged += 1
+        self._staged[group_id] = StagedGroup(
+            group_id=group_id, attempt=attempt, priority=priority, head=list(head)
+        )
+
+    def rests_ready(self) -> list[int]:
+        """Staged groups whose rest can be planned now (``probe_group.rest_ready``)."""
+        if not self._staged:
+            return []
+        self.poll()
+        return [
+            gid
+            for gid, staged in self._staged.items()
+            if rest_ready(
+                estimated=self.estimate.value is not None,
+                longest_sample=self._longest_sample,
+                target_seconds=self.settings.target_seconds,
+                head_done=staged.head_done(),
+            )
+        ]
+
+    def submit_rest(
+        self,
+        client: Client,
+        *,
+        study: Study,
+        group_id: int,
+        replicate_bytes: int,
+        memory_per_thread: int,
+        memory_fraction: float,
+    ) -> tuple[list[Future], list[Future], int]:
+        """Submits the rest of a staged group, planned with what is measured now. Returns the
+        futures of its final tasks (for the runner to wait on), the head's futures (the runner
+        holds them with the group's and releases them with it) and the Dask tasks submitted."""
+        staged = self._staged.pop(group_id)
+        head = staged.head
+        k, replicates = len(head), study.replicates
+        estimate = self.estimate.value
+        size = chunk_size(
+            replicate_seconds=estimate,
+            target_seconds=self.settings.target_seconds,
+            replicates=replicates,
+            replicate_bytes=replicate_bytes,
+            memory_per_thread=memory_per_thread,
+            memory_fraction=memory_fraction,
+        )
+        measured_short = estimate is not None and estimate < self.settings.target_seconds
+        head_keys = [f.key for f in head]
+        if self.settings.fold and measured_short and size >= replicates:
+            # The whole group would be one task: the rest is one chunk, the targets and outputs
+            # one task (``probe_group.rest_whole``).
+            self.sizes[replicates - k] += 1
+            graph, finals = rest_whole(
+                study=study,
+                group_id=group_id,
+                attempt=staged.attempt,
+                head_keys=head_keys,
+                start=k,
+            )
+            futures = client.get(graph, finals, sync=False, priority=staged.priority)
+            return list(futures), head, len(graph)
+        chunks = tuple(
+            range(k + c.start, k + c.stop) for c in split(replicates=replicates - k, size=size)
+        )
+        for c in chunks:
+            self.sizes[len(c)] += 1
+        graph, finals = rest_graph(
+            study=study,
+            group_id=group_id,
+            attempt=staged.attempt,
+            head_keys=head_keys,
+            chunks=chunks,
+        )
+        futures = client.get(graph, finals, sync=False, priority=staged.priority)
+        return list(futures), head, len(graph)
+
+    def drop_staged(self) -> None:
+        """Forgets staged groups (the runner is stopping): their head futures are released."""
+        self._staged.clear()
 
     def graph(
         self, *, study: Study, group_id: int, attempt: int, plan: GroupPlan
@@ -606,6 +781,7 @@ class ChunkPlanner:
             "chunk_size_median": statistics.median(sizes) if sizes else None,
             "chunk_size_max": sizes[-1] if sizes else None,
             "groups_fused": self.groups_fused,
+            "groups_staged": self.groups_staged,
             "chunk_first_measured_by": self.first_measured_by,
             "replicate_seconds_estimate": None
             if self.estimate.value is None

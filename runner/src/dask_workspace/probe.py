@@ -102,6 +102,10 @@ class ProbeFeed:
         except (TypeError, ValueError, KeyError, AttributeError):  # not ours: ignore
             return
         self._samples.append(sample)
+        self.notify()
+
+    def notify(self, *_: Any) -> None:
+        """Wakes the runner's loop (also a future's done callback)."""
         if self._wake is not None:
             with self._wake:
                 self._wake.notify_all()

@@ -33,6 +33,7 @@ import logging
 import posixpath
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -229,6 +230,9 @@ class ResultStore:
 
     # -- flushing -------------------------------------------------------------------------
 
+    def _write_part(self, rel: str, table: pa.Table) -> None:
+        self.backend.write_bytes(rel, _parquet_bytes(table))
+
     def write(self, records: Sequence[GroupRecord]) -> ManifestEntry:
         """Writes one flush: the part files, then the manifest entry that commits them.
 
@@ -250,10 +254,19 @@ class ResultStore:
                     tables[f"outputs/{name}"] = pa.concat_tables(
                         parts, promote_options="permissive"
                     )
-            for prefix, table in tables.items():
-                rel = f"{prefix}/part-{part}.parquet"
-                self.backend.write_bytes(rel, _parquet_bytes(table))
-                files.append(rel)
+            files = [f"{prefix}/part-{part}.parquet" for prefix in tables]
+            # The part files side by side (each is its own atomic write; the final flush of a
+            # run is on its critical path), then the manifest entry that commits them.
+            if len(tables) <= 1:
+                for rel, table in zip(files, tables.values(), strict=True):
+                    self._write_part(rel, table)
+            else:
+                with ThreadPoolExecutor(max_workers=len(tables)) as pool:
+                    for done in [
+                        pool.submit(self._write_part, rel, table)
+                        for rel, table in zip(files, tables.values(), strict=True)
+                    ]:
+                        done.result()
             entry = ManifestEntry(
                 part=part,
                 groups=tuple(sorted(r.group_id for r in records if r.failure is None)),

@@ -220,6 +220,7 @@ class StudyRunner:
         self._flush_future: ThreadFuture[Any] | None = None
         self._seq = 0
         self._released = False
+        self._completed = False
         self.stop_signal: int | None = None
         # counters
         self.tasks_submitted = 0
@@ -263,6 +264,7 @@ class StudyRunner:
             replicate_bytes=self.controller.replicate_bytes,
             memory_per_thread=self.controller.memory_per_thread,
             memory_fraction=self.settings.memory_fraction,
+            attempt=attempt,
         )
         futures = self.chunks.submit(
             self.client, study=study, group_id=gid, attempt=attempt, plan=plan, priority=-self._seq
@@ -277,11 +279,34 @@ class StudyRunner:
             trouble_at_admit=self._trouble_seen,
         )
         self.tasks_submitted += plan.tasks
-        self.controller.set_tasks_per_group(plan.tasks)
         self.inflight[gid] = group
+        if not plan.probe:  # groups planned before a measurement do not size the window
+            self.controller.set_tasks_per_group(
+                self.chunks.tasks_per_group(self.inflight) or plan.tasks
+            )
         for key in group.futures:
             self.key_group[key] = gid
         self._ac.update(futures)
+
+    def _submit_rests(self) -> None:
+        """Probe groups submitted in two stages (``dask_workspace.probe_group``): their rest
+        goes once their head is measured; the group waits on the rest's final tasks."""
+        for gid in self.chunks.rests_ready():
+            group = self.inflight[gid]
+            finals, held, tasks = self.chunks.submit_rest(
+                self.client,
+                study=self.study,
+                group_id=gid,
+                replicate_bytes=self.controller.replicate_bytes,
+                memory_per_thread=self.controller.memory_per_thread,
+                memory_fraction=self.settings.memory_fraction,
+            )
+            self.tasks_submitted += tasks
+            group.futures.update({f.key: f for f in [*held, *finals]})
+            group.pending += len(finals)
+            for fut in finals:
+                self.key_group[fut.key] = gid
+            self._ac.update(finals)
 
     def _release_barrier(self) -> None:
         """Makes sure the scheduler hears about released groups before new ones arrive.
@@ -298,16 +323,17 @@ class StudyRunner:
         if self.stop_signal is not None:
             return
         self._release_barrier()
+        self._submit_rests()
         if self.settings.mode == "window":
             self.chunks.poll()  # probe measurements first: they may widen the window
-            limit = self.chunks.admission_limit(
+            # Asked again after each group: a packed group's plan widens the auto window.
+            while self.pending and len(self.inflight) < self.chunks.admission_limit(
                 window=self.controller.limit,
                 threads=self.controller.threads,
                 tasks_per_thread=self.settings.tasks_per_thread,
                 tasks_per_group=self.study.tasks_per_group,
                 inflight=self.inflight,
-            )
-            while self.pending and len(self.inflight) < limit:
+            ):
                 self._submit_group(self.pending.popleft(), attempt=0)
         elif not self.inflight:
             # Barrier batches: the next batch only once every group of the last one finished.
@@ -626,13 +652,16 @@ class StudyRunner:
             if now >= next_progress:
                 logger.info("%s", self._progress_line(self.stats))
                 next_progress = now + self.settings.progress_interval
-        # The last word on progress, however short the run was.
-        logger.info("%s", self._progress_line(self._poll_stats()))
+        self._completed = True
 
     def finish(self) -> None:
         """Persists the buffer and reads the final statistics (also after errors)."""
         self._flush(wait=True)
         self._poll_stats()
+        if self._completed:
+            # The last word on progress, however short the run was (from the final statistics:
+            # no extra scheduler round trip between the last group and the final flush).
+            logger.info("%s", self._progress_line(self.stats))
         self.chunks.close()
         with contextlib.suppress(Exception):
             self.client.unregister_scheduler_plugin(self._plugin_name)
@@ -643,6 +672,7 @@ class StudyRunner:
         self.inflight.clear()
         self.key_group.clear()
         self._ac.clear()
+        self.chunks.drop_staged()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,7 +54,7 @@ class WindowDecision:
 def auto_window(
     *,
     capacity: Capacity,
-    tasks_per_group: int,
+    tasks_per_group: float,
     replicates: int,
     tasks_per_thread: float,
     memory_fraction: float,
@@ -79,7 +79,8 @@ def auto_window(
         )
     else:
         reason = (
-            f"threads: {tasks_per_thread:g} x {threads} threads / {tasks_per_group} tasks per group"
+            f"threads: {tasks_per_thread:g} x {threads} threads / {tasks_per_group:.3g} tasks per "
+            "group"
         )
     if window == max_window and max_window < by_threads:
         reason = f"capped at workspace.runner.auto-window.max = {max_window}"
@@ -168,9 +169,10 @@ class WindowController:
         c = self._capacity
         return 0 if c is None or not c.threads else c.memory_limit // c.threads
 
-    def set_tasks_per_group(self, tasks: int) -> None:
-        """Groups now submit ``tasks`` Dask tasks (chunking): the auto window follows, so fewer
-        tasks per group admit more groups, still within the memory budget."""
+    def set_tasks_per_group(self, tasks: float) -> None:
+        """Groups now submit ``tasks`` Dask tasks (chunking; the mean over the groups in
+        flight): the auto window follows, so fewer tasks per group admit more groups, still
+        within the memory budget."""
         if tasks != self.tasks_per_group:
             self.tasks_per_group = tasks
             if self._capacity is not None and self.fixed is None:
