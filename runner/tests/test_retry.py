@@ -34,7 +34,11 @@ def test_code_change_is_refused_then_retry_failed_after_the_fix_runs_each_group_
     assert "group 1 (x=1, sleep=0.0) failed in simulate" in first.stderr
     # The end of the run: how to read the failures, and the exact command to retry.
     assert f"print(read_results('{results}').failures)" in first.stderr
-    retry_line = next(line for line in first.stderr.splitlines() if "--retry-failed" in line)
+    retry_line = next(
+        line
+        for line in first.stderr.splitlines()
+        if "--retry-failed" in line and " summary {" not in line
+    )
     command = retry_line.split("run the failed groups again: ", 1)[1]
     assert shlex.split(command)[:4] == ["python", "-m", "dask_workspace", "run"]
     assert shlex.split(command)[-1] == "--retry-failed"
