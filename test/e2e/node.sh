@@ -362,21 +362,7 @@ evictionHard: { memory.available: "200Mi", nodefs.available: "2%", imagefs.avail
 imageGCHighThresholdPercent: 100
 imageGCLowThresholdPercent: 99
 EOF
-cat >"$N/node.kubeconfig" <<EOF
-apiVersion: v1
-kind: Config
-clusters:
-  - name: node
-    cluster: { server: "https://$NODE_IP:$API_PORT", certificate-authority: $PKI/ca.crt }
-users:
-  - name: kubelet
-    user: { client-certificate: $PKI/admin.crt, client-key: $PKI/admin.key }
-contexts:
-  - name: node
-    context: { cluster: node, user: kubelet }
-current-context: node
-EOF
-start kubelet kubelet --config "$N/kubelet.yaml" --kubeconfig "$N/node.kubeconfig" \
+start kubelet kubelet --config "$N/kubelet.yaml" --kubeconfig "$KUBECONFIG" \
   --root-dir "$N/kubelet" --cert-dir "$N/kubelet-pki" --hostname-override "$NODE_NAME" \
   --node-ip "$NODE_IP" --v=1
 cat >"$N/kube-proxy.yaml" <<EOF
