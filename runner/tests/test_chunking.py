@@ -613,10 +613,17 @@ MODEL = textwrap.dedent(
 
     def simulate(params, seed):
         # The first replicate of a marked group to run SIGKILLs its worker, once per marker file.
+        # The marker is created atomically (O_EXCL): two replicates of the group running at once
+        # on two workers must not both see "no marker" and both kill.
         marker = pathlib.Path(params["marker_dir"]) / f"g{params['x']}"
-        if params.get("kill_once") and not marker.exists():
-            marker.write_text("killed")
-            os.kill(os.getpid(), signal.SIGKILL)
+        if params.get("kill_once"):
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.close(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
         return {"x": float(params["x"]), "seed": seed}
 
     def mean_x(replicates, params):
