@@ -466,9 +466,10 @@ step "pulumi up --yes (scheduler, $REPLICAS workers, jobs sir-grid and own-model
 CTRD_SOCK="$N/containerd.sock"
 export NODE_IP NODE_NAME NAMESPACE REPLICAS NPROCS WORK PKI API_PORT CTRD_SOCK
 checks() { "$PY" "$HERE/node/node_checks.py" "$@"; }
-step "scheduler probes, workers registered, jobs Succeeded, results on the volume" checks after-up
+step "workers registered, jobs Succeeded, results on the volume" checks after-up
 step "scale the workers 2 -> 1 while a study holds results: preStop retire, 0 recomputed" checks scale-down
 step "zero headroom (validation bypassed): a kernel OOM kill in a real pod" checks oom
+step "scheduler pod Ready, its readiness and liveness probes passing all along, 0 restarts" checks scheduler-probes
 
 step "pulumi destroy --yes" pulumi destroy --yes "${ENGINE_FLAGS[@]}"
 step "nothing left running" checks after-destroy

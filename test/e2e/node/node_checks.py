@@ -156,39 +156,6 @@ def parquet_rows(results_dir: pathlib.Path) -> tuple[int, int]:
 # --- after-up ------------------------------------------------------------------------------------
 def after_up() -> None:
     replicas, nprocs = int(ENV["REPLICAS"]), int(ENV["NPROCS"])
-    (sched,) = pods(SCHEDULER_SELECTOR)
-    spec = sched.spec.containers[0]
-    check(
-        spec.readiness_probe is not None and spec.liveness_probe is not None,
-        "scheduler probes",
-    )
-    # Long enough after the start that the liveness probe has run several times.
-    started = sched.status.start_time.timestamp()
-    period = spec.liveness_probe.period_seconds or 10
-    wait_for(
-        "three liveness periods of the scheduler",
-        lambda: (
-            time.time() - started
-            > (spec.liveness_probe.initial_delay_seconds or 0) + 3 * period
-        ),
-        timeout=600,
-    )
-    sched = CORE.read_namespaced_pod(sched.metadata.name, NS)
-    unhealthy = [e for e in events_for(sched.metadata.name) if e.reason == "Unhealthy"]
-    say(f"scheduler {pod_line(sched)}; Unhealthy probe events {len(unhealthy)}")
-    say(
-        f"  readiness {probe_text(spec.readiness_probe)}; liveness {probe_text(spec.liveness_probe)}"
-    )
-    check(
-        sched.status.phase == "Running" and ready(sched),
-        "the scheduler pod is not Running and Ready",
-    )
-    check(
-        sum(s.restart_count for s in sched.status.container_statuses) == 0,
-        "the scheduler restarted",
-    )
-    check(not unhealthy, f"probe failures: {[e.message for e in unhealthy]}")
-
     workers = pods(WORKER_SELECTOR)
     for p in workers:
         say(f"worker {pod_line(p)}")
@@ -250,6 +217,45 @@ def after_up() -> None:
         files, rows = parquet_rows(res)
         say(f"  results volume: {files} Parquet files, {rows} rows under {res}")
         check(files > 0 and rows > 0, f"no results under {res}")
+
+
+# --- scheduler probes ---------------------------------------------------------------------------
+def scheduler_probes() -> None:
+    """Run last (after the jobs, the scale-down and the worker OOM kills), so the probes have run
+    for several liveness periods while the cluster worked, and the check also shows the scheduler
+    stayed healthy through all of it. Waits only if that time has not passed yet."""
+    (sched,) = pods(SCHEDULER_SELECTOR)
+    spec = sched.spec.containers[0]
+    check(
+        spec.readiness_probe is not None and spec.liveness_probe is not None,
+        "scheduler probes",
+    )
+    # At least three liveness periods after the start: the liveness probe has run several times.
+    started = sched.status.start_time.timestamp()
+    period = spec.liveness_probe.period_seconds or 10
+    wait_for(
+        "three liveness periods of the scheduler",
+        lambda: (
+            time.time() - started
+            > (spec.liveness_probe.initial_delay_seconds or 0) + 3 * period
+        ),
+        timeout=600,
+    )
+    sched = CORE.read_namespaced_pod(sched.metadata.name, NS)
+    unhealthy = [e for e in events_for(sched.metadata.name) if e.reason == "Unhealthy"]
+    say(f"scheduler {pod_line(sched)}; Unhealthy probe events {len(unhealthy)}")
+    say(
+        f"  readiness {probe_text(spec.readiness_probe)}; liveness {probe_text(spec.liveness_probe)}"
+    )
+    check(
+        sched.status.phase == "Running" and ready(sched),
+        "the scheduler pod is not Running and Ready",
+    )
+    check(
+        sum(s.restart_count for s in sched.status.container_statuses) == 0,
+        "the scheduler restarted",
+    )
+    check(not unhealthy, f"probe failures: {[e.message for e in unhealthy]}")
 
 
 def probe_text(p: Any) -> str:
@@ -572,6 +578,7 @@ def main() -> int:
     what = sys.argv[1] if len(sys.argv) > 1 else ""
     steps = {
         "after-up": after_up,
+        "scheduler-probes": scheduler_probes,
         "scale-down": scale_down,
         "oom": oom,
         "after-destroy": after_destroy,
