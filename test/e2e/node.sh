@@ -46,11 +46,11 @@ if [[ "${1:-}" != --inside ]]; then
   [[ "$(id -u)" == 0 ]] || skip "needs root (a kubelet, containerd, network namespaces)"
   command -v ip >/dev/null || skip "no iproute2"
   grep -q memory /proc/cgroups || skip "no cgroup memory controller"
-  for c in iptables runc conntrack; do
+  for c in iptables runc conntrack ipset; do
     command -v "$c" >/dev/null && continue
     if command -v apt-get >/dev/null; then
-      say "installing Debian packages: iptables runc conntrack containernetworking-plugins"
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables runc conntrack containernetworking-plugins >/dev/null ||
+      say "installing Debian packages: iptables runc conntrack ipset containernetworking-plugins"
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables runc conntrack ipset containernetworking-plugins >/dev/null ||
         skip "apt-get could not install the node's Debian packages"
       break
     fi
@@ -409,6 +409,27 @@ done
 api GET "/api/v1/nodes/$NODE_NAME" | json '`node ${d.metadata.name} Ready: kubelet ${d.status.nodeInfo.kubeletVersion}, ${d.status.nodeInfo.containerRuntimeVersion}, kernel ${d.status.nodeInfo.kernelVersion}, ${d.status.capacity.cpu} CPU, ${d.status.capacity.memory} memory`'
 echo "node Ready $(($(date +%s) - NODE_T0))s after the kubelet started"
 
+# NetworkPolicy enforcement: kube-router's firewall controller only (the bridge CNI carries the
+# traffic, kube-proxy the Services). It reads the Node object, so it starts once the node exists.
+# A short sync period: it also resyncs on every pod and policy event.
+# NODE_NETWORK_POLICY=off leaves it out, to see the policies unenforced (the policy check fails).
+if [[ "${NODE_NETWORK_POLICY:-on}" == off ]]; then
+  say "kube-router NOT started (NODE_NETWORK_POLICY=off): NetworkPolicies are not enforced"
+else
+  say "kube-router (NetworkPolicy engine)"
+  start kube-router kube-router --kubeconfig "$KUBECONFIG" --hostname-override "$NODE_NAME" \
+    --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+    --enable-pod-egress=false --service-cluster-ip-range "$SERVICE_CIDR" --health-port 0 \
+    --iptables-sync-period 30s --v=1
+  for _ in $(seq 1 60); do
+    alive kube-router
+    iptables -S KUBE-ROUTER-FORWARD >/dev/null 2>&1 && break
+    sleep 1
+  done
+  iptables -S KUBE-ROUTER-FORWARD >/dev/null 2>&1 || fail "kube-router installed no firewall chains in 60 s"
+  echo "kube-router: firewall chains installed"
+fi
+
 # --- the stack ----------------------------------------------------------------------------------
 say "pulumi project copy, stack 'node' (the local stack on this node)"
 PROJECT="$WORK/project"
@@ -436,6 +457,16 @@ pulumi config set --path scheduler.cpu 200m
 pulumi config set --path workers.cpu 300m
 pulumi config set --path runner.cpu 200m
 pulumi config set --path 'jobs.own-model.study' examples/studies/own-model/study.yaml
+# Egress is restricted (the default) and enforced here. The cluster DNS is a process on the node,
+# not kube-dns pods, so the pods' DNS needs an extra rule, as on a cluster with node-local DNS; the
+# runner's API-server rule is narrowed to the one address it needs (docs/security.md, "Egress").
+pulumi config set --path 'network.extraEgress[0].cidr' "$NODE_IP/32"
+pulumi config set --path 'network.extraEgress[0].ports[0]' 53
+pulumi config set --path 'network.extraEgress[0].protocol' UDP
+pulumi config set --path 'network.extraEgress[1].cidr' "$NODE_IP/32"
+pulumi config set --path 'network.extraEgress[1].ports[0]' 53
+pulumi config set --path 'network.apiServer.cidrs[0]' "$NODE_IP/32"
+pulumi config set --path 'network.apiServer.ports[0]' "$API_PORT"
 REPLICAS="$(pulumi config get --path workers.replicas)"
 NPROCS="$(pulumi config get --path workers.nprocs)"
 
@@ -468,6 +499,7 @@ export NODE_IP NODE_NAME NAMESPACE REPLICAS NPROCS WORK PKI API_PORT CTRD_SOCK
 checks() { "$PY" "$HERE/node/node_checks.py" "$@"; }
 step "workers registered, jobs Succeeded, results on the volume" checks after-up
 step "scale the workers 2 -> 1 while a study holds results: preStop retire, 0 recomputed" checks scale-down
+step "NetworkPolicy enforced (kube-router): who reaches the scheduler, who does not" checks network-policy
 step "zero headroom (validation bypassed): a kernel OOM kill in a real pod" checks oom
 step "scheduler pod Ready, its readiness and liveness probes passing all along, 0 restarts" checks scheduler-probes
 

@@ -9,7 +9,8 @@
 #   bash test/e2e/tools.sh --env     print `export` lines (PATH, PULUMI_HOME, E2E_LANGHOST,
 #                                    E2E_PROVIDER) for the tools this run uses
 #   --node (with any mode)           also the real node of `npm run test:node` (docs/e2e.md): kubelet
-#                                    and kube-proxy, containerd with its runc shim, CoreDNS
+#                                    and kube-proxy, containerd with its runc shim, CoreDNS,
+#                                    kube-router (the NetworkPolicy engine)
 #
 # Everything is built with the Go toolchain from the Go module proxy (our machines reach no other
 # download host):
@@ -28,6 +29,7 @@
 #     (the LTS line that supports both Kubernetes 1.36 and this machine's cgroup v1; Debian's 1.6
 #     is not supported by a 1.36 kubelet) with ctr and the runc shim, and a CoreDNS built with only
 #     the plugins a cluster DNS needs (its full plugin set would take longer to build than the rest).
+#     And kube-router 2.1, whose firewall controller alone enforces NetworkPolicy on the node.
 # docs/e2e.md says what each one is and what ours does not do.
 #
 # Environment: DASK_WORKSPACE_CACHE (default ~/.cache/dask-workspace); E2E_NODE_TOOLS=1 builds the
@@ -53,6 +55,7 @@ KUBE_VERSION="1.36.3"
 KWOK_VERSION="0.8.0"
 CONTAINERD_VERSION="2.3.7"
 COREDNS_VERSION="1.14.7"
+KUBE_ROUTER_VERSION="2.1.0"
 # The Kubernetes provider: the proxy refuses every tagged version of provider/v4 and serves this
 # pseudo-version, whose commit is the v4.25.0 tag. Pinned, so every build is the same program.
 PROVIDER_MODULE_VERSION="v4.0.0-20260115033456-f47bc2d6f199"
@@ -192,6 +195,16 @@ build_containerd() {
   CGO_ENABLED=0 GOBIN="$BIN" go install -trimpath -tags "no_btrfs no_devmapper no_zfs" \
     -ldflags "-s -w -X $mod/version.Version=$v -X $mod/version.Package=$mod" \
     "$mod/cmd/containerd@$v" "$mod/cmd/containerd-shim-runc-v2@$v" "$mod/cmd/ctr@$v"
+}
+
+# kube-router, run only as the node's NetworkPolicy engine (its firewall controller: iptables and
+# ipset rules per pod; its routing and service proxy stay off, the CNI bridge and kube-proxy do
+# those). It enforces ingress and egress policies alike, as AKS's engines do.
+kube_router_stamp() { echo "kube-router=$KUBE_ROUTER_VERSION recipe=1 $(go_version)"; }
+build_kube_router() {
+  local mod="github.com/cloudnativelabs/kube-router/v2" v="v$KUBE_ROUTER_VERSION"
+  CGO_ENABLED=0 GOBIN="$BIN" go install -trimpath \
+    -ldflags "-s -w -X $mod/pkg/version.Version=$v" "$mod/cmd/kube-router@$v"
 }
 
 # CoreDNS with the plugins a cluster DNS uses: kubernetes, and no forward (names outside the
@@ -395,6 +408,7 @@ main() {
       "nodekube|$(nodekube_stamp)|build_nodekube|$BIN/kubelet $BIN/kube-proxy"
       "containerd|$(containerd_stamp)|build_containerd|$BIN/containerd $BIN/containerd-shim-runc-v2 $BIN/ctr"
       "coredns|$(coredns_stamp)|build_coredns|$BIN/coredns"
+      "kube-router|$(kube_router_stamp)|build_kube_router|$BIN/kube-router"
     )
   fi
   local step name want fn files f todo=() chained="" cname cwant cfn cfiles
@@ -463,7 +477,7 @@ main() {
       IFS='|' read -r name want fn files <<<"$step"
       [[ -f "$STAMPS/$name" && "$(cat "$STAMPS/$name")" == "$want" ]] && continue
       case "$name" in
-        nodekube | containerd | coredns)
+        nodekube | containerd | coredns | kube-router)
           if ((NODE_OPTIONAL)); then
             log "the node's tool $name was not built; the real-node test will be skipped"
             continue
@@ -483,7 +497,7 @@ main() {
   fi
   eval "$(print_env)"
   log "ready: pulumi v$PULUMI_VERSION, kube v$KUBE_VERSION, kwok v$KWOK_VERSION in $BIN"
-  ((NODE_TOOLS)) && log "  node: kubelet and kube-proxy v$KUBE_VERSION, containerd v$CONTAINERD_VERSION, coredns v$COREDNS_VERSION"
+  ((NODE_TOOLS)) && log "  node: kubelet and kube-proxy v$KUBE_VERSION, containerd v$CONTAINERD_VERSION, coredns v$COREDNS_VERSION, kube-router v$KUBE_ROUTER_VERSION"
   log "  language host: $E2E_LANGHOST"
   log "  kubernetes provider: $E2E_PROVIDER"
   return 0

@@ -219,6 +219,149 @@ def after_up() -> None:
         check(files > 0 and rows > 0, f"no results under {res}")
 
 
+# --- NetworkPolicy, enforced by kube-router ----------------------------------------------------
+# One TCP connection attempt per target, after a pause that lets the policy engine add the new
+# pod's rules (it syncs on pod events); a target counts as reachable if any attempt in 10 s
+# connects (the targets are tried at once). Prints one "host:port open|closed" line per target.
+PROBE = """
+import socket, sys, threading, time
+time.sleep(8)
+def attempt(target):
+    host, port = target.rsplit(":", 1)
+    deadline, ok, why = time.time() + 10, False, ""
+    while not ok and time.time() < deadline:
+        try:
+            socket.create_connection((host, int(port)), timeout=2).close()
+            ok = True
+        except OSError as exc:
+            why = type(exc).__name__
+            time.sleep(0.5)
+    print(target, "open" if ok else "closed", why, flush=True)
+threads = [threading.Thread(target=attempt, args=(t,)) for t in sys.argv[1:]]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+"""
+
+
+def probe_pod(
+    name: str, namespace: str, labels: dict[str, str], targets: list[str]
+) -> Any:
+    """Starts a pod (the workspace's Dask image, restricted Pod Security) that tries each target."""
+    image = worker_deployment().spec.template.spec.containers[0].image
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name=name, labels=labels),
+        spec=client.V1PodSpec(
+            restart_policy="Never",
+            automount_service_account_token=False,
+            active_deadline_seconds=120,
+            security_context=client.V1PodSecurityContext(
+                run_as_non_root=True,
+                run_as_user=1000,
+                seccomp_profile=client.V1SeccompProfile(type="RuntimeDefault"),
+            ),
+            containers=[
+                client.V1Container(
+                    name="probe",
+                    image=image,
+                    image_pull_policy="Never",
+                    command=["python", "-c", PROBE, *targets],
+                    resources=client.V1ResourceRequirements(
+                        requests={
+                            "cpu": "10m",
+                            "memory": "64Mi",
+                            "ephemeral-storage": "16Mi",
+                        },
+                        limits={"memory": "128Mi", "ephemeral-storage": "16Mi"},
+                    ),
+                    security_context=client.V1SecurityContext(
+                        allow_privilege_escalation=False,
+                        read_only_root_filesystem=True,
+                        capabilities=client.V1Capabilities(drop=["ALL"]),
+                    ),
+                )
+            ],
+        ),
+    )
+    return CORE.create_namespaced_pod(namespace, pod)
+
+
+def probe_results(name: str, namespace: str) -> dict[str, bool]:
+    def finished() -> str | None:
+        phase = CORE.read_namespaced_pod(name, namespace).status.phase
+        return phase if phase in ("Succeeded", "Failed") else None
+
+    phase = wait_for(f"probe pod {namespace}/{name}", finished, timeout=150)
+    log = CORE.read_namespaced_pod_log(name, namespace)
+    check(phase == "Succeeded", f"probe pod {name} {phase}: {log}")
+    out = {}
+    for line in log.splitlines():
+        target, state, *_ = line.split()
+        out[target] = state == "open"
+    return out
+
+
+def network_policy() -> None:
+    """Only this workspace's runner and worker pods reach the scheduler; a pod of another
+    namespace does not. Egress too: the API server is open to runner pods only."""
+    (sched,) = pods(SCHEDULER_SELECTOR)
+    # The workspace's selector labels only: without the ReplicaSet's pod-template-hash no
+    # controller adopts (and then deletes) these bare pods.
+    keys = ("app.kubernetes.io/name", "app.kubernetes.io/instance")
+    labels = {k: sched.metadata.labels[k] for k in keys}
+    comm = scheduler_address().removeprefix("tcp://")
+    pod_comm = f"{sched.status.pod_ip}:{comm.rsplit(':', 1)[1]}"
+    api = f"{ENV['NODE_IP']}:{ENV['API_PORT']}"
+    outsider_ns = "dw-outsider"
+    CORE.create_namespace(
+        client.V1Namespace(metadata=client.V1ObjectMeta(name=outsider_ns))
+    )
+    wait_for(
+        f"the default ServiceAccount of {outsider_ns}",
+        lambda: CORE.list_namespaced_service_account(outsider_ns).items,
+        timeout=60,
+    )
+    as_runner = {**labels, "app.kubernetes.io/component": "runner"}
+    as_worker = {**labels, "app.kubernetes.io/component": "worker"}
+    cases = [
+        # name, namespace, labels, {target: expected open}
+        # The API server is the outsider's control: its namespace has no policy, so its pod has a
+        # network, and only the workspace's policies close the scheduler to it.
+        (
+            "np-outsider",
+            outsider_ns,
+            {"app": "outsider"},
+            {comm: False, pod_comm: False, api: True},
+        ),
+        ("np-runner", NS, as_runner, {comm: True, pod_comm: True, api: True}),
+        ("np-worker", NS, as_worker, {comm: True, api: False}),
+    ]
+    try:
+        for name, ns, lab, want in cases:
+            probe_pod(name, ns, lab, list(want))
+        for name, ns, lab, want in cases:
+            got = probe_results(name, ns)
+            for target, expected in want.items():
+                state = "open" if got.get(target) else "closed"
+                say(
+                    f"{ns}/{name} ({lab.get('app.kubernetes.io/component', 'no workspace labels')}) -> {target}: {state}"
+                )
+                check(
+                    got.get(target) == expected,
+                    f"{name} -> {target}: {state}, expected {'open' if expected else 'closed'}",
+                )
+    finally:
+        for name, ns, _, _ in cases:
+            try:
+                CORE.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+            except client.ApiException:
+                pass
+        CORE.delete_namespace(outsider_ns)
+    pols = client.NetworkingV1Api(API).list_namespaced_network_policy(NS).items
+    say(f"{len(pols)} NetworkPolicies in {NS}: {sorted(p.metadata.name for p in pols)}")
+
+
 # --- scheduler probes ---------------------------------------------------------------------------
 def scheduler_probes() -> None:
     """Run last (after the jobs, the scale-down and the worker OOM kills), so the probes have run
@@ -579,6 +722,7 @@ def main() -> int:
     steps = {
         "after-up": after_up,
         "scheduler-probes": scheduler_probes,
+        "network-policy": network_policy,
         "scale-down": scale_down,
         "oom": oom,
         "after-destroy": after_destroy,
