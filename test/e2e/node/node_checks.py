@@ -366,21 +366,22 @@ def network_policy() -> None:
 def scheduler_probes() -> None:
     """Run last (after the jobs, the scale-down and the worker OOM kills), so the probes have run
     for several liveness periods while the cluster worked, and the check also shows the scheduler
-    stayed healthy through all of it. Waits only if that time has not passed yet."""
+    stayed healthy through all of it. Waits only if two liveness periods have not passed yet."""
     (sched,) = pods(SCHEDULER_SELECTOR)
     spec = sched.spec.containers[0]
     check(
         spec.readiness_probe is not None and spec.liveness_probe is not None,
         "scheduler probes",
     )
-    # At least three liveness periods after the start: the liveness probe has run several times.
+    # At least two liveness periods after its initial delay: the liveness probe has run twice (and
+    # the readiness probe, every 10 s, many times).
     started = sched.status.start_time.timestamp()
     period = spec.liveness_probe.period_seconds or 10
     wait_for(
-        "three liveness periods of the scheduler",
+        "two liveness periods of the scheduler",
         lambda: (
             time.time() - started
-            > (spec.liveness_probe.initial_delay_seconds or 0) + 3 * period
+            > (spec.liveness_probe.initial_delay_seconds or 0) + 2 * period + 2
         ),
         timeout=600,
     )
