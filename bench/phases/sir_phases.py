@@ -29,7 +29,8 @@ extra = sys.argv[3:]
 with tempfile.TemporaryDirectory(prefix="sir-phases-") as tmp:
     work = pathlib.Path(tmp)
     (work / "local").mkdir()
-    ws = B.Workspace(work=work / "local", stack="local")
+    # STACK: another stack name or config file (e.g. one with a different workers.saturation).
+    ws = B.Workspace(work=work / "local", stack=os.environ.get("STACK", "local"))
     try:
         B.run_runner(ws, work, "warm", B.study_doc(groups=8, median=0.01, sigma=0, reps=8))
         sir = yaml.safe_load((ROOT / "examples/studies/sir-grid.yaml").read_text())
