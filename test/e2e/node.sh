@@ -26,6 +26,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 HERE="$ROOT/test/e2e"
+# shellcheck source=test/e2e/lib.sh
+. "$HERE/lib.sh"
 CACHE="${DASK_WORKSPACE_CACHE:-$HOME/.cache/dask-workspace}"
 BIN="$CACHE/bin"
 
@@ -121,21 +123,6 @@ NAMES=()
 PY="$ROOT/.venv/bin/python"
 export PATH="$BIN:$PATH"
 
-start() {
-  local name="$1"
-  shift
-  "$@" >"$WORK/logs/$name.log" 2>&1 &
-  PIDS+=("$!")
-  NAMES+=("$name")
-}
-alive() {
-  local i
-  for i in "${!NAMES[@]}"; do
-    if [[ "${NAMES[$i]}" == "$1" ]] && ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
-      fail "$1 exited; see $WORK/logs/$1.log"
-    fi
-  done
-}
 ctr_() { ctr --address "$N/containerd.sock" --namespace k8s.io "$@"; }
 
 teardown() {
@@ -433,15 +420,7 @@ fi
 # --- the stack ----------------------------------------------------------------------------------
 say "pulumi project copy, stack 'node' (the local stack on this node)"
 PROJECT="$WORK/project"
-mkdir -p "$PROJECT"
-for entry in "$ROOT"/* "$ROOT"/.[!.]*; do
-  base="$(basename "$entry")"
-  case "$base" in
-    .git | Pulumi.*yaml) ;;
-    *) ln -s "$entry" "$PROJECT/$base" ;;
-  esac
-done
-cp "$ROOT/Pulumi.yaml" "$PROJECT/"
+project_copy "$ROOT" "$PROJECT"
 cp "$ROOT/Pulumi.local.yaml" "$PROJECT/Pulumi.node.yaml"
 export PULUMI_BACKEND_URL="file://$WORK/state" PULUMI_CONFIG_PASSPHRASE=test PULUMI_SKIP_UPDATE_CHECK=true
 export PULUMI_DISABLE_AUTOMATIC_PLUGIN_ACQUISITION=true PULUMI_AUTOMATION_API_SKIP_VERSION_CHECK=true

@@ -22,6 +22,8 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "$0")/../.." && pwd)"
 HERE="$ROOT/test/e2e"
+# shellcheck source=test/e2e/lib.sh
+. "$HERE/lib.sh"
 STACK="local"
 START_TS=$(date +%s)
 
@@ -87,25 +89,6 @@ teardown() {
 trap teardown EXIT
 trap 'exit 130' INT TERM
 mkdir -p "$WORK/logs" "$WORK/pki" "$WORK/state"
-
-# start NAME CMD...: runs a control-plane process in the background, logging to logs/NAME.log.
-start() {
-  local name="$1"
-  shift
-  "$@" >"$WORK/logs/$name.log" 2>&1 &
-  PIDS+=("$!")
-  NAMES+=("$name")
-}
-
-# alive NAME: fails with the log's tail when a started process has exited.
-alive() {
-  local i
-  for i in "${!NAMES[@]}"; do
-    if [[ "${NAMES[$i]}" == "$1" ]] && ! kill -0 "${PIDS[$i]}" 2>/dev/null; then
-      fail "$1 exited; see $WORK/logs/$1.log"
-    fi
-  done
-}
 
 free_port() {
   node -e 'const s = require("net").createServer(); s.listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); });'
@@ -258,19 +241,9 @@ echo "control plane up in $(($(date +%s) - CP_START))s"
 # --- the Pulumi project copy ------------------------------------------------------------------
 say "pulumi project copy of stack '$STACK'"
 PROJECT="$WORK/project"
-mkdir -p "$PROJECT"
-[[ -f "$ROOT/Pulumi.yaml" ]] || fail "no Pulumi.yaml in $ROOT"
 [[ -f "$ROOT/Pulumi.$STACK.yaml" ]] || fail "no Pulumi.$STACK.yaml in $ROOT"
-# Symlinks to everything but the Pulumi files, which are copies: `stack init` and `config set`
-# write into the copy, never into the repository.
-for entry in "$ROOT"/* "$ROOT"/.[!.]*; do
-  base="$(basename "$entry")"
-  case "$base" in
-    .git | Pulumi.*yaml) ;;
-    *) ln -s "$entry" "$PROJECT/$base" ;;
-  esac
-done
-cp "$ROOT/Pulumi.yaml" "$ROOT/Pulumi.$STACK.yaml" "$PROJECT/"
+project_copy "$ROOT" "$PROJECT"
+cp "$ROOT/Pulumi.$STACK.yaml" "$PROJECT/"
 
 export PULUMI_BACKEND_URL="file://$WORK/state"
 export PULUMI_CONFIG_PASSPHRASE="test"

@@ -739,26 +739,9 @@ class ChunkPlanner:
             key = chunk_key(token=token, group_id=group_id, replicates=c, attempt=attempt)
             graph[key] = Task(key, run_chunk, study.model, params, seeds[c.start : c.stop])
         chunks = [TaskRef(key) for key in graph]
-        finals: list[str] = []
-        for t, (name, ref) in enumerate(study.targets.items()):
-            key = target_key(token=token, group_id=group_id, target_index=t, attempt=attempt)
-            # One task per group reports the durations (the first target).
-            graph[key] = Task(key, chunk_target, ref, name, params, t == 0, *chunks)
-            finals.append(key)
-        if study.outputs:
-            key = outputs_key(token=token, group_id=group_id, attempt=attempt)
-            graph[key] = Task(
-                key,
-                chunk_outputs,
-                list(study.outputs),
-                group_id,
-                params,
-                study.parameter_types,
-                not study.targets,
-                *chunks,
-            )
-            finals.append(key)
-        return graph, finals
+        return graph, add_final_tasks(
+            graph, study=study, group_id=group_id, attempt=attempt, refs=chunks
+        )
 
     def unpack(self, kind: str, result: Any) -> Iterator[tuple[str, Any]]:
         """``(stage, value)`` pairs of a finished final task, as the unchunked tasks return
@@ -787,6 +770,36 @@ class ChunkPlanner:
             if self.estimate.value is None
             else round(self.estimate.value, 6),
         }
+
+
+def add_final_tasks(
+    graph: dict[str, Task], *, study: Study, group_id: int, attempt: int, refs: list[TaskRef]
+) -> list[str]:
+    """Adds a group's final tasks to ``graph``, over ``refs`` (its chunks' results, in replicate
+    order): one task per target, then the outputs task. Returns their keys, the ones the runner
+    holds futures for. Shared by planned groups and the rest of a staged (probe) group."""
+    params = study.groups[group_id]
+    token = study.token
+    finals: list[str] = []
+    for t, (name, ref) in enumerate(study.targets.items()):
+        key = target_key(token=token, group_id=group_id, target_index=t, attempt=attempt)
+        # One task per group reports the durations (the first target).
+        graph[key] = Task(key, chunk_target, ref, name, params, t == 0, *refs)
+        finals.append(key)
+    if study.outputs:
+        key = outputs_key(token=token, group_id=group_id, attempt=attempt)
+        graph[key] = Task(
+            key,
+            chunk_outputs,
+            list(study.outputs),
+            group_id,
+            params,
+            study.parameter_types,
+            not study.targets,
+            *refs,
+        )
+        finals.append(key)
+    return finals
 
 
 def _unchunked(

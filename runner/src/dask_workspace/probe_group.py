@@ -171,7 +171,7 @@ def rest_graph(
 ) -> tuple[dict[str, Task], list[str]]:
     """The rest of a staged group that is not one task: ``chunks`` (ranges of replicates k..R-1)
     and the targets and outputs tasks over the head's results and the chunks', in order."""
-    from dask_workspace.chunking import chunk_key, chunk_outputs, chunk_target, run_chunk
+    from dask_workspace.chunking import add_final_tasks, chunk_key, run_chunk
 
     params = study.groups[group_id]
     token = study.token
@@ -181,22 +181,4 @@ def rest_graph(
         key = chunk_key(token=token, group_id=group_id, replicates=c, attempt=attempt)
         graph[key] = Task(key, run_chunk, study.model, params, seeds)
     refs = [TaskRef(k) for k in head_keys] + [TaskRef(k) for k in graph]
-    finals: list[str] = []
-    for t, (name, ref) in enumerate(study.targets.items()):
-        key = target_key(token=token, group_id=group_id, target_index=t, attempt=attempt)
-        graph[key] = Task(key, chunk_target, ref, name, params, t == 0, *refs)
-        finals.append(key)
-    if study.outputs:
-        key = outputs_key(token=token, group_id=group_id, attempt=attempt)
-        graph[key] = Task(
-            key,
-            chunk_outputs,
-            list(study.outputs),
-            group_id,
-            params,
-            study.parameter_types,
-            not study.targets,
-            *refs,
-        )
-        finals.append(key)
-    return graph, finals
+    return graph, add_final_tasks(graph, study=study, group_id=group_id, attempt=attempt, refs=refs)
