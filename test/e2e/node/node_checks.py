@@ -236,12 +236,16 @@ def attempt(target):
         except OSError as exc:
             why = type(exc).__name__
             time.sleep(0.5)
-    print(target, "open" if ok else "closed", why, flush=True)
+    results[target] = f"{target} {'open' if ok else 'closed'} {why}"
+results = {}
 threads = [threading.Thread(target=attempt, args=(t,)) for t in sys.argv[1:]]
 for t in threads:
     t.start()
 for t in threads:
     t.join()
+# One line per target, printed once every thread is done (prints from threads interleave).
+for t in sys.argv[1:]:
+    print(results[t], flush=True)
 """
 
 
@@ -297,8 +301,9 @@ def probe_results(name: str, namespace: str) -> dict[str, bool]:
     check(phase == "Succeeded", f"probe pod {name} {phase}: {log}")
     out = {}
     for line in log.splitlines():
-        target, state, *_ = line.split()
-        out[target] = state == "open"
+        words = line.split()
+        check(len(words) >= 2, f"probe pod {name}: unreadable line {line!r} in {log!r}")
+        out[words[0]] = words[1] == "open"
     return out
 
 
