@@ -655,28 +655,29 @@ def fragile_cluster(tmp_path_factory, model_dir):
         c.stop()
 
 
-def test_a_chunk_lost_with_its_worker_is_retried_and_nothing_is_lost(
-    fragile_cluster, model_dir, tmp_path
-):
+def run_kill_once(cluster, model_dir, tmp_path, *, name, groups, kill, replicates, seed):
+    """Runs a study of the kill-once model (``groups`` groups; group ``kill``'s first replicate to
+    run SIGKILLs its worker, once) with a window of 1 and chunks of up to 10 s. Returns the run
+    and the marker folder (``g<kill>`` exists once the kill happened)."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    sets = [{"x": i, "kill_once": i == 2, "marker_dir": str(markers)} for i in range(4)]
-    study = tmp_path / "once.yaml"
+    sets = [{"x": i, "kill_once": i == kill, "marker_dir": str(markers)} for i in range(groups)]
+    study = tmp_path / f"{name}.yaml"
     study.write_text(
         yaml.safe_dump(
             {
-                "name": "once",
+                "name": name,
                 "model": "killonce:simulate",
                 "targets": {"mean_x": "killonce:mean_x"},
                 "parameters": {"sets": sets},
-                "replicates": 5,
-                "seed": 3,
+                "replicates": replicates,
+                "seed": seed,
             }
         )
     )
     res = run_study_cli(
         study,
-        scheduler=fragile_cluster.address,
+        scheduler=cluster.address,
         results=str(tmp_path / "res"),
         summary=tmp_path / "s.json",
         args=["--window", "1", "--chunk-seconds", "10"],
@@ -684,6 +685,15 @@ def test_a_chunk_lost_with_its_worker_is_retried_and_nothing_is_lost(
         timeout=240,
     )
     assert res.returncode == 0, res.stderr
+    return res, markers
+
+
+def test_a_chunk_lost_with_its_worker_is_retried_and_nothing_is_lost(
+    fragile_cluster, model_dir, tmp_path
+):
+    res, markers = run_kill_once(
+        fragile_cluster, model_dir, tmp_path, name="once", groups=4, kill=2, replicates=5, seed=3
+    )
     s = res.summary
     assert (markers / "g2").exists()  # the kill happened ...
     assert s["worker_deaths"] == 1  # ... once: Dask ran the chunk again on the restarted worker
@@ -701,32 +711,9 @@ def test_a_staged_head_replicate_lost_with_its_worker_is_recomputed(
     """The probe group's head (one replicate per worker thread: 2 here) loses a replicate with
     its worker: Dask computes it again (the runner holds its future) and the rest of the group
     uses it; nothing is retried or lost."""
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    sets = [{"x": i, "kill_once": i == 0, "marker_dir": str(markers)} for i in range(3)]
-    study = tmp_path / "head.yaml"
-    study.write_text(
-        yaml.safe_dump(
-            {
-                "name": "head",
-                "model": "killonce:simulate",
-                "targets": {"mean_x": "killonce:mean_x"},
-                "parameters": {"sets": sets},
-                "replicates": 6,
-                "seed": 5,
-            }
-        )
+    res, markers = run_kill_once(
+        fragile_cluster, model_dir, tmp_path, name="head", groups=3, kill=0, replicates=6, seed=5
     )
-    res = run_study_cli(
-        study,
-        scheduler=fragile_cluster.address,
-        results=str(tmp_path / "res"),
-        summary=tmp_path / "s.json",
-        args=["--window", "1", "--chunk-seconds", "10"],
-        env={"PYTHONPATH": str(model_dir)},
-        timeout=240,
-    )
-    assert res.returncode == 0, res.stderr
     s = res.summary
     assert (markers / "g0").exists()
     assert s["groups_staged"] == 1 and s["worker_deaths"] == 1 and s["groups_retried"] == 0
