@@ -696,20 +696,19 @@ class ChunkPlanner:
                 head_keys=head_keys,
                 start=k,
             )
-            futures = client.get(graph, finals, sync=False, priority=staged.priority)
-            return list(futures), head, len(graph)
-        chunks = tuple(
-            range(k + c.start, k + c.stop) for c in split(replicates=replicates - k, size=size)
-        )
-        for c in chunks:
-            self.sizes[len(c)] += 1
-        graph, finals = rest_graph(
-            study=study,
-            group_id=group_id,
-            attempt=staged.attempt,
-            head_keys=head_keys,
-            chunks=chunks,
-        )
+        else:
+            chunks = tuple(
+                range(k + c.start, k + c.stop) for c in split(replicates=replicates - k, size=size)
+            )
+            for c in chunks:
+                self.sizes[len(c)] += 1
+            graph, finals = rest_graph(
+                study=study,
+                group_id=group_id,
+                attempt=staged.attempt,
+                head_keys=head_keys,
+                chunks=chunks,
+            )
         futures = client.get(graph, finals, sync=False, priority=staged.priority)
         return list(futures), head, len(graph)
 
