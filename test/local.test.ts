@@ -1,10 +1,9 @@
 /**
  * `npm run local`: the pure decisions (flags, commands, summary) and the launcher machinery
- * (ports, process groups), without a Dask cluster. The end-to-end runs are in
+ * (scheduler file, ports, process groups), without a Dask cluster. The end-to-end runs are in
  * test/local-cli.test.ts and test/reliability/.
  */
 import * as fs from "node:fs";
-import * as net from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
 import { describe, expect, it } from "vitest";
@@ -20,7 +19,7 @@ import {
 } from "../infra/local/args.js";
 import {
   exitCodeOf,
-  freePort,
+  isAddressInUse,
   isNotableDaskLine,
   localEnv,
   localRunnerArgv,
@@ -28,7 +27,9 @@ import {
   localWorkerArgv,
   ManagedProcess,
   podName,
+  portsMoved,
   processGroupPids,
+  readSchedulerFile,
   withPorts,
 } from "../infra/local/launcher.js";
 import { formatSummary, localSummary, writeFileAtomic } from "../infra/local/run.js";
@@ -263,20 +264,34 @@ describe("summary", () => {
 });
 
 describe("launcher machinery", () => {
-  it("takes the configured port when free and another one when it is busy", async () => {
-    const srv = net.createServer();
-    await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-    const busy = (srv.address() as net.AddressInfo).port;
-    try {
-      const other = await freePort(busy);
-      expect(other).not.toBe(busy);
-      expect(other).toBeGreaterThan(0);
-      const free = await freePort(other);
-      expect(free).toBe(other);
-      expect(await freePort(other, [other])).not.toBe(other);
-    } finally {
-      srv.close();
-    }
+  it("reads the scheduler's ports from its scheduler file, and nothing from a partial one", () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "local-sf-"));
+    const file = path.join(dir, "scheduler.json");
+    expect(readSchedulerFile(file)).toBeUndefined();
+    fs.writeFileSync(file, '{"type": "Scheduler", "address": "tcp://127.0.0.1:40');
+    expect(readSchedulerFile(file)).toBeUndefined();
+    fs.writeFileSync(file, JSON.stringify({ address: "tcp://127.0.0.1:40123", services: {} }));
+    expect(readSchedulerFile(file)).toBeUndefined();
+    fs.writeFileSync(
+      file,
+      JSON.stringify({ address: "tls://127.0.0.1:40123", services: { dashboard: 40124 } }),
+    );
+    expect(readSchedulerFile(file)).toEqual({ port: 40123, dashboardPort: 40124 });
+  });
+
+  it("tells the user which configured port was busy and where the scheduler went", () => {
+    const wanted = { port: 8786, dashboardPort: 8787 };
+    expect(portsMoved(wanted, wanted)).toBeUndefined();
+    expect(portsMoved(wanted, { port: 41000, dashboardPort: 8787 })).toBe(
+      "scheduler port 8786 is busy here; using 41000",
+    );
+    expect(portsMoved(wanted, { port: 8786, dashboardPort: 41001 })).toBe(
+      "dashboard port 8787 is busy here; using 41001",
+    );
+    expect(isAddressInUse("OSError: [Errno 98] Address already in use")).toBe(true);
+    expect(isAddressInUse("RuntimeError: Scheduler failed to start.\nImportError: no module")).toBe(
+      false,
+    );
   });
 
   it("stops a whole process group, children included, escalating to SIGKILL", async () => {

@@ -144,25 +144,36 @@ export function isNotableDaskLine(line: string): boolean {
   return /\b(WARNING|ERROR|CRITICAL)\b|Restarting|killed by signal/.test(line);
 }
 
-/** Picks `preferred` if it is free on loopback, else a free port the kernel chooses. */
-export async function freePort(preferred: number, avoid: number[] = []): Promise<number> {
-  const tryListen = (port: number) =>
-    new Promise<number | undefined>((resolve) => {
-      const srv = net.createServer();
-      srv.once("error", () => resolve(undefined));
-      srv.listen({ port, host: LOCAL_HOST, exclusive: true }, () => {
-        const addr = srv.address() as net.AddressInfo;
-        srv.close(() => resolve(addr.port));
-      });
-    });
-  if (!avoid.includes(preferred)) {
-    const got = await tryListen(preferred);
-    if (got !== undefined) return got;
+/**
+ * The ports in a scheduler file (`dask scheduler --scheduler-file`), written once the scheduler
+ * listens; undefined while the file is missing, half-written or without the dashboard.
+ */
+export function readSchedulerFile(file: string): LocalPorts | undefined {
+  let data: { address?: unknown; services?: { dashboard?: unknown } };
+  try {
+    data = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch {
+    return undefined;
   }
-  for (;;) {
-    const got = await tryListen(0);
-    if (got !== undefined && !avoid.includes(got)) return got;
-  }
+  const m = typeof data.address === "string" ? /:(\d+)$/.exec(data.address) : null;
+  const dashboard = data.services?.dashboard;
+  if (m === null || typeof dashboard !== "number") return undefined;
+  return { port: Number(m[1]), dashboardPort: dashboard };
+}
+
+/** The line that tells the user the scheduler listens elsewhere than configured (undefined: it does not). */
+export function portsMoved(wanted: LocalPorts, got: LocalPorts): string | undefined {
+  const parts: string[] = [];
+  if (got.port !== wanted.port)
+    parts.push(`scheduler port ${wanted.port} is busy here; using ${got.port}`);
+  if (got.dashboardPort !== wanted.dashboardPort)
+    parts.push(`dashboard port ${wanted.dashboardPort} is busy here; using ${got.dashboardPort}`);
+  return parts.length > 0 ? parts.join("; ") : undefined;
+}
+
+/** True when a log says a listener could not bind because its address was taken. */
+export function isAddressInUse(log: string): boolean {
+  return /address already in use|errno 98\b|could not bind|EADDRINUSE/i.test(log);
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -314,12 +325,17 @@ export class LocalWorkspace {
   readonly evictions: string[] = [];
 
   private constructor(
-    readonly config: WorkspaceConfig,
+    private cfg: WorkspaceConfig,
     readonly tmpDir: string,
     readonly env: Record<string, string>,
     readonly enforcement: Enforcement,
     private readonly opts: LocalWorkspaceOptions,
   ) {}
+
+  /** The validated config this workspace runs, with the ports its scheduler really listens on. */
+  get config(): WorkspaceConfig {
+    return this.cfg;
+  }
 
   /** `tcp://127.0.0.1:<port>` (`tls://` with TLS) */
   get schedulerAddress(): string {
@@ -349,15 +365,7 @@ export class LocalWorkspace {
     opts: LocalWorkspaceOptions,
   ): Promise<LocalWorkspace> {
     const log = opts.log;
-    const port = await freePort(config.scheduler.port);
-    const dashboardPort = await freePort(config.scheduler.dashboardPort, [port]);
-    if (port !== config.scheduler.port) {
-      log(`scheduler port ${config.scheduler.port} is busy here; using ${port} instead`);
-    }
-    if (dashboardPort !== config.scheduler.dashboardPort) {
-      log(`dashboard port ${config.scheduler.dashboardPort} is busy here; using ${dashboardPort}`);
-    }
-    const cfg = withPorts(config, { port, dashboardPort });
+    const cfg = config;
     const tmpDir = fs.mkdtempSync(path.join(os.tmpdir(), `${runCgroupName(process.pid)}-`));
     const daskConfigDir = path.join(tmpDir, "dask");
     fs.mkdirSync(daskConfigDir);
@@ -462,24 +470,63 @@ export class LocalWorkspace {
     return p;
   }
 
+  /**
+   * Starts the scheduler and waits until it serves. Its own scheduler file, not a probe of the
+   * port, says it is up and on which ports: another process (a second `npm run local`, a parallel
+   * test) may take a port between our check and the scheduler's bind, and a bare port probe would
+   * then find *that* scheduler. When the comm port is taken, the scheduler exits and is started
+   * once more on ports the kernel picks; when only the dashboard port is taken, Dask moves the
+   * dashboard itself, and the file names where.
+   */
   private async startScheduler(): Promise<void> {
     const cg = this.cgroupFor("scheduler", this.config.scheduler.memory.bytes);
-    const p = this.spawn("scheduler", localSchedulerArgv(this.config), {
-      cgroup: cg,
-      env: schedulerEnv(this.config),
-      onLine: this.forwarder("scheduler"),
-    });
+    const file = path.join(this.tmpDir, "scheduler.json");
     const deadline = Date.now() + (this.opts.readyTimeoutMs ?? 120_000);
-    const port = this.config.scheduler.port;
-    const probe = () =>
-      this.tlsDir === undefined
-        ? canConnect(LOCAL_HOST, port)
-        : canConnectTls(LOCAL_HOST, port, this.tlsDir);
-    while (!(await probe())) {
-      if (!p.running) throw this.startFailure(p, "the scheduler exited while starting");
-      if (Date.now() > deadline) throw this.startFailure(p, "the scheduler did not start in time");
-      await sleep(100);
+    const wanted = {
+      port: this.cfg.scheduler.port,
+      dashboardPort: this.cfg.scheduler.dashboardPort,
+    };
+    for (let attempt = 1; ; attempt++) {
+      fs.rmSync(file, { force: true });
+      const logFrom = this.logSize("scheduler");
+      const p = this.spawn(
+        "scheduler",
+        [...localSchedulerArgv(this.config), "--scheduler-file", file],
+        {
+          cgroup: cg,
+          env: schedulerEnv(this.config),
+          onLine: this.forwarder("scheduler"),
+        },
+      );
+      let ports: LocalPorts | undefined;
+      for (;;) {
+        ports = readSchedulerFile(file);
+        if (ports !== undefined && (await this.serves(ports.port))) break;
+        if (!p.running) break;
+        if (Date.now() > deadline)
+          throw this.startFailure(p, "the scheduler did not start in time");
+        await sleep(100);
+      }
+      if (ports !== undefined && p.running) {
+        const moved = portsMoved(wanted, ports);
+        if (moved !== undefined) this.opts.log(moved);
+        this.cfg = withPorts(this.cfg, ports);
+        return;
+      }
+      const bindFailed = isAddressInUse(this.logSince("scheduler", logFrom));
+      if (attempt > 1 || !bindFailed) {
+        throw this.startFailure(p, "the scheduler exited while starting");
+      }
+      // Port 0: the scheduler binds a free port itself, so this attempt cannot race.
+      this.cfg = withPorts(this.cfg, { port: 0, dashboardPort: 0 });
     }
+  }
+
+  /** True when our scheduler answers on `port` (a TLS handshake with TLS on). */
+  private serves(port: number): Promise<boolean> {
+    return this.tlsDir === undefined
+      ? canConnect(LOCAL_HOST, port)
+      : canConnectTls(LOCAL_HOST, port, this.tlsDir);
   }
 
   private startPod(name: string): void {
@@ -523,15 +570,40 @@ export class LocalWorkspace {
     await this.pods.get(name)?.process.stop(graceMs);
   }
 
-  private startFailure(p: ManagedProcess, what: string): Error {
-    const file = path.join(this.logDir, `${p.name}.log`);
-    let tail = "";
+  private logSize(name: string): number {
     try {
-      tail = fs.readFileSync(file, "utf8").split("\n").slice(-15).join("\n");
+      return fs.statSync(path.join(this.logDir, `${name}.log`)).size;
     } catch {
-      // no log
+      return 0;
     }
-    return new Error(`${what}; last lines of its log:\n${tail}`);
+  }
+
+  /** What process `name` logged after byte `from` of its log. */
+  private logSince(name: string, from: number): string {
+    try {
+      return fs
+        .readFileSync(path.join(this.logDir, `${name}.log`))
+        .subarray(from)
+        .toString("utf8");
+    } catch {
+      return "";
+    }
+  }
+
+  private logTail(p: ManagedProcess): string {
+    try {
+      return fs
+        .readFileSync(path.join(this.logDir, `${p.name}.log`), "utf8")
+        .split("\n")
+        .slice(-15)
+        .join("\n");
+    } catch {
+      return "";
+    }
+  }
+
+  private startFailure(p: ManagedProcess, what: string): Error {
+    return new Error(`${what}; last lines of its log:\n${this.logTail(p)}`);
   }
 
   /** The scheduler's worker count, from its JSON route (undefined while it does not answer). */
