@@ -12,4 +12,6 @@ npx vitest run
 echo "== ruff (Python lint)"
 .venv/bin/ruff check runner
 echo "== pytest (Python)"
-.venv/bin/python -m pytest runner/tests
+# Two test processes (pytest-xdist), each with its own Dask cluster: most of a test's time is
+# spent waiting on real scheduler and worker processes, so two at once fit two cores.
+.venv/bin/python -m pytest runner/tests -n 2
