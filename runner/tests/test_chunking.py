@@ -5,13 +5,19 @@ its worker, a poison chunk, and chunk memory as the workers account for it."""
 from __future__ import annotations
 
 import pathlib
-import textwrap
 from dataclasses import replace
 
 import pandas as pd
 import pytest
 import yaml
-from conftest import run_cli, run_study_cli, start_cluster, write_study
+from conftest import (
+    assert_same_results,
+    result_frames,
+    run_cli,
+    run_kill_once,
+    run_study_cli,
+    write_study,
+)
 
 from dask_workspace.chunking import (
     WHOLE_GROUP,
@@ -366,27 +372,6 @@ def test_a_chunk_runs_each_replicate_exactly_as_a_single_task():
 # -- real runs -----------------------------------------------------------------------------------
 
 
-def _frames(uri: str) -> tuple[pd.DataFrame, dict[str, pd.DataFrame]]:
-    r = read_results(uri)
-    agg = r.aggregates.sort_values(["group_id", "target"]).reset_index(drop=True)
-    outs = {
-        name: df.sort_values(
-            [c for c in ("group_id", "replicate", "index") if c in df]
-        ).reset_index(drop=True)
-        for name, df in r.outputs.items()
-    }
-    return agg, outs
-
-
-def _assert_same(a: str, b: str) -> None:
-    agg_a, out_a = _frames(a)
-    agg_b, out_b = _frames(b)
-    pd.testing.assert_frame_equal(agg_a, agg_b, check_exact=True)
-    assert out_a.keys() == out_b.keys()
-    for name in out_a:
-        pd.testing.assert_frame_equal(out_a[name], out_b[name], check_exact=True)
-
-
 def test_sir_grid_chunked_and_unchunked_give_identical_values(cluster, tmp_path):
     doc = yaml.safe_load((ROOT / "examples/studies/sir-grid.yaml").read_text())
     doc["parameters"]["grid"]["beta"]["num"] = 5  # 10 groups x 12 replicates keeps it short
@@ -410,8 +395,8 @@ def test_sir_grid_chunked_and_unchunked_give_identical_values(cluster, tmp_path)
         )
         assert res.returncode == 0, res.stderr
         summaries[name] = res.summary
-    _assert_same(str(tmp_path / "off"), str(tmp_path / "fused"))
-    _assert_same(str(tmp_path / "off"), str(tmp_path / "split"))
+    assert_same_results(str(tmp_path / "off"), str(tmp_path / "fused"))
+    assert_same_results(str(tmp_path / "off"), str(tmp_path / "split"))
     off, fused = summaries["off"], summaries["fused"]
     assert off["chunk_sizes"] == {"1": 10 * 12} and off["tasks_submitted"] == 10 * (12 + 3 + 1)
     assert fused["chunk_size_max"] == 12
@@ -454,7 +439,7 @@ def test_synthetic_chunks_with_separate_targets_are_bit_identical(cluster, tmp_p
         env={"DASK_WORKSPACE__RUNNER__CHUNK_FOLD_TARGETS": "false"},
     )
     assert off.returncode == 0 and auto.returncode == 0, auto.stderr
-    _assert_same(str(tmp_path / "off"), str(tmp_path / "auto"))
+    assert_same_results(str(tmp_path / "off"), str(tmp_path / "auto"))
     s = auto.summary
     assert s["groups_fused"] == 0
     assert s["chunk_size_max"] > 1  # some groups really ran as chunks of several replicates
@@ -494,8 +479,8 @@ def test_a_replicate_raising_inside_a_chunk_is_reported_as_that_replicate(cluste
     assert fa["task"].str.match(r"replicate \d+ \(seed \d+\)").all()
     assert fa["error"].str.contains("synthetic failure for seed").all()
     # Kept outputs skip exactly the failing replicates, as unchunked.
-    _, out_a = _frames(str(tmp_path / "auto"))
-    _, out_o = _frames(str(tmp_path / "off"))
+    _, out_a = result_frames(str(tmp_path / "auto"))
+    _, out_o = result_frames(str(tmp_path / "off"))
     pd.testing.assert_frame_equal(out_a["series"], out_o["series"])
 
 
@@ -512,7 +497,7 @@ def _run_pair(cluster, study, tmp_path, *, auto_args, common=("--window", "3"), 
         )
         assert res.returncode == code, res.stderr
         out[name] = res.summary
-    _assert_same(str(tmp_path / "off"), str(tmp_path / "auto"))
+    assert_same_results(str(tmp_path / "off"), str(tmp_path / "auto"))
     return out["off"], out["auto"]
 
 
@@ -606,86 +591,6 @@ def test_bad_chunk_settings_exit_2_naming_the_flag(tmp_path):
 
 
 # -- worker deaths -------------------------------------------------------------------------------
-
-MODEL = textwrap.dedent(
-    """
-    import os, pathlib, signal
-
-    def simulate(params, seed):
-        # The first replicate of a marked group to run SIGKILLs its worker, once per marker file.
-        # The marker is created atomically (O_EXCL): two replicates of the group running at once
-        # on two workers must not both see "no marker" and both kill.
-        marker = pathlib.Path(params["marker_dir"]) / f"g{params['x']}"
-        if params.get("kill_once"):
-            try:
-                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-            except FileExistsError:
-                pass
-            else:
-                os.close(fd)
-                os.kill(os.getpid(), signal.SIGKILL)
-        return {"x": float(params["x"]), "seed": seed}
-
-    def mean_x(replicates, params):
-        return sum(r["x"] for r in replicates) / len(replicates)
-    """
-)
-
-
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("model")
-    (d / "killonce.py").write_text(MODEL)
-    return d
-
-
-@pytest.fixture(scope="module")
-def fragile_cluster(tmp_path_factory, model_dir):
-    # allowed-failures=1 as in test_poison: a task that was running on 2 workers that died
-    # becomes KilledWorker (Dask's default is 3; the mechanism is the same).
-    c = start_cluster(
-        tmp_path_factory.mktemp("fragile"),
-        pods=(("cp", 2, 1),),
-        scheduler_env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"},
-        worker_env={"PYTHONPATH": str(model_dir)},
-    )
-    try:
-        yield c
-    finally:
-        c.stop()
-
-
-def run_kill_once(cluster, model_dir, tmp_path, *, name, groups, kill, replicates, seed):
-    """Runs a study of the kill-once model (``groups`` groups; group ``kill``'s first replicate to
-    run SIGKILLs its worker, once) with a window of 1 and chunks of up to 10 s. Returns the run
-    and the marker folder (``g<kill>`` exists once the kill happened)."""
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    sets = [{"x": i, "kill_once": i == kill, "marker_dir": str(markers)} for i in range(groups)]
-    study = tmp_path / f"{name}.yaml"
-    study.write_text(
-        yaml.safe_dump(
-            {
-                "name": name,
-                "model": "killonce:simulate",
-                "targets": {"mean_x": "killonce:mean_x"},
-                "parameters": {"sets": sets},
-                "replicates": replicates,
-                "seed": seed,
-            }
-        )
-    )
-    res = run_study_cli(
-        study,
-        scheduler=cluster.address,
-        results=str(tmp_path / "res"),
-        summary=tmp_path / "s.json",
-        args=["--window", "1", "--chunk-seconds", "10"],
-        env={"PYTHONPATH": str(model_dir)},
-        timeout=240,
-    )
-    assert res.returncode == 0, res.stderr
-    return res, markers
 
 
 def test_a_chunk_lost_with_its_worker_is_retried_and_nothing_is_lost(

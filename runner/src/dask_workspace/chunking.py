@@ -42,11 +42,13 @@ import time
 from collections import Counter
 from collections.abc import Callable, Collection, Iterator, Sequence
 from dataclasses import dataclass, replace
+from itertools import islice
 from typing import TYPE_CHECKING, Any, Literal
 
 from dask._task_spec import Task, TaskRef
 from dask.sizeof import sizeof
 
+from dask_workspace.packing import MAX_PACK, leading_run, pack_key, pack_size, run_pack
 from dask_workspace.probe import (
     ProbeFeed,
     ProbeRequest,
@@ -367,6 +369,8 @@ class ChunkSettings:
     mode: Chunking
     target_seconds: float
     fold: bool
+    #: Several whole short groups in one task (``dask_workspace.packing``).
+    pack: bool = True
 
 
 class ChunkPlanner:
@@ -392,8 +396,11 @@ class ChunkPlanner:
         self._longest_sample: float | None = None
         #: Groups submitted in two stages.
         self.groups_staged = 0
-        #: Dask tasks of each group in flight that was planned from a measurement.
-        self._group_tasks: dict[int, int] = {}
+        #: Dask tasks of each group in flight that was planned from a measurement (1 / k for
+        #: each group of a pack of k).
+        self._group_tasks: dict[int, float] = {}
+        #: groups per pack -> number of packs submitted (``dask_workspace.packing``)
+        self.packs: Counter[int] = Counter()
 
     @property
     def enabled(self) -> bool:
@@ -612,6 +619,74 @@ class ChunkPlanner:
         graph, finals = self.graph(study=study, group_id=group_id, attempt=attempt, plan=plan)
         return client.get(graph, finals, sync=False, priority=priority)
 
+    # -- packs of whole groups (dask_workspace.packing) -----------------------------------------
+
+    def pack_size(
+        self,
+        *,
+        study: Study,
+        pending: Sequence[int],
+        window: int,
+        room: int,
+        threads: int,
+        replicate_bytes: int,
+        memory_per_thread: int,
+        memory_fraction: float,
+    ) -> int:
+        """Groups the next submission packs into one task (1: the next group on its own)."""
+        if not (self.enabled and self.settings.pack and self.settings.fold) or room < 2:
+            return 1
+        plan = self.plan(
+            study=study,
+            replicate_bytes=replicate_bytes,
+            memory_per_thread=memory_per_thread,
+            memory_fraction=memory_fraction,
+        )
+        estimate = self.estimate.value
+        if not plan.fused or estimate is None:
+            return 1
+        return pack_size(
+            group_seconds=estimate * study.replicates,
+            target_seconds=self.settings.target_seconds,
+            window=window,
+            room=room,
+            threads=threads,
+            pending=len(pending),
+            consecutive=leading_run(list(islice(pending, MAX_PACK)), MAX_PACK),
+        )
+
+    def submit_pack(
+        self, client: Client, *, study: Study, group_ids: Sequence[int], priority: int
+    ) -> Future:
+        """Sends consecutive whole groups as one task (first try only: retries are never
+        packed); each group counts 1 / k tasks toward the auto window."""
+        k = len(group_ids)
+        for gid in group_ids:
+            self._group_tasks[gid] = 1 / k
+        self.packs[k] += 1
+        self.sizes[k * study.replicates] += 1
+        self.groups_fused += k
+        groups = [
+            (
+                gid,
+                study.groups[gid],
+                [study.seed_for(group_id=gid, replicate=r) for r in range(study.replicates)],
+            )
+            for gid in group_ids
+        ]
+        key = pack_key(token=study.token, first=group_ids[0], last=group_ids[-1], attempt=0)
+        return client.submit(
+            run_pack,
+            study.model,
+            groups,
+            list(study.targets.items()),
+            list(study.outputs),
+            study.parameter_types,
+            key=key,
+            priority=priority,
+            pure=False,
+        )
+
     # -- the staged probe group (dask_workspace.probe_group) ----------------------------------
 
     def _submit_head(
@@ -763,6 +838,8 @@ class ChunkPlanner:
             "chunk_size_median": statistics.median(sizes) if sizes else None,
             "chunk_size_max": sizes[-1] if sizes else None,
             "groups_fused": self.groups_fused,
+            "groups_packed": sum(k * n for k, n in self.packs.items() if k > 1),
+            "pack_sizes": {str(k): v for k, v in sorted(self.packs.items())},
             "groups_staged": self.groups_staged,
             "chunk_first_measured_by": self.first_measured_by,
             "replicate_seconds_estimate": None

@@ -72,6 +72,8 @@ class RunnerSettings:
     chunking: Chunking = "auto"
     chunk_seconds: float = 0.2
     chunk_fold: bool = True
+    #: Pack several whole short groups into one task (dask_workspace.packing).
+    chunk_pack_groups: bool = True
 
 
 def _positive_int(value: Any) -> int:
@@ -189,6 +191,7 @@ _FIELDS: dict[str, tuple[str, Callable[[Any], Any]]] = {
     "chunking": ("chunking", parse_chunking),
     "chunk_seconds": ("chunk-seconds", _seconds),
     "chunk_fold": ("chunk-fold-targets", parse_fold),
+    "chunk_pack_groups": ("chunk-pack-groups", parse_fold),
 }
 
 

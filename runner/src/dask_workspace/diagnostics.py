@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import dask.config
 from distributed.diagnostics.plugin import SchedulerPlugin
 
-from dask_workspace.tasks import parse_group
+from dask_workspace.tasks import parse_groups
 
 if TYPE_CHECKING:
     from distributed import Scheduler
@@ -116,20 +116,22 @@ class RunStatsPlugin(SchedulerPlugin):
     ) -> None:
         if not (isinstance(key, str) and key.startswith(self._prefixes)):
             return
-        gid = parse_group(key, token=self.token)
-        if gid is None:
+        groups = parse_groups(key, token=self.token)
+        if groups is None:
             return
+        gid = groups.start  # a pack's keys are remembered under its first group
         delta = (finish not in _INACTIVE) - (start not in _INACTIVE)
         if delta:
             self.active_tasks += delta
             self.peak_tasks = max(self.peak_tasks, self.active_tasks)
-            count = self.active.get(gid, 0) + delta
-            if count > 0:
-                self.active[gid] = count
-                self.peak_groups = max(self.peak_groups, len(self.active))
-            else:
-                self.active.pop(gid, None)
-                self._computed.pop(gid, None)  # a finished group's keys never run again
+            for g in groups:  # a pack holds each of its groups
+                count = self.active.get(g, 0) + delta
+                if count > 0:
+                    self.active[g] = count
+                else:
+                    self.active.pop(g, None)
+                    self._computed.pop(g, None)  # a finished group's keys never run again
+            self.peak_groups = max(self.peak_groups, len(self.active))
         if start == "processing" and finish in ("memory", "erred"):
             seconds = 0.0
             for ss in kwargs.get("startstops") or ():

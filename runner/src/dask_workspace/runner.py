@@ -198,6 +198,8 @@ class StudyRunner:
         )
         self.inflight: dict[int, _Group] = {}
         self.key_group: dict[str, int] = {}
+        #: The groups of each pack in flight, by the pack's key (``dask_workspace.packing``).
+        self.pack_groups: dict[str, list[int]] = {}
         self.controller = WindowController(
             fixed=settings.window,
             tasks_per_group=study.tasks_per_group,
@@ -213,6 +215,7 @@ class StudyRunner:
                 mode=settings.chunking,
                 target_seconds=settings.chunk_seconds,
                 fold=settings.chunk_fold,
+                pack=settings.chunk_pack_groups,
             )
         )
         self.buffer = _Buffer()
@@ -288,6 +291,28 @@ class StudyRunner:
             self.key_group[key] = gid
         self._ac.update(futures)
 
+    def _submit_pack(self, gids: list[int]) -> None:
+        """Consecutive short groups as one task (``dask_workspace.packing``): each is a group in
+        flight of its own, all waiting on the pack's one future."""
+        self._seq += 1
+        fut = self.chunks.submit_pack(
+            self.client, study=self.study, group_ids=gids, priority=-self._seq
+        )
+        for gid in gids:
+            self.inflight[gid] = _Group(
+                gid=gid,
+                params=self.study.groups[gid],
+                attempt=0,
+                seq=self._seq,
+                futures={fut.key: fut},
+                pending=1,
+                trouble_at_admit=self._trouble_seen,
+            )
+        self.pack_groups[fut.key] = gids
+        self.tasks_submitted += 1
+        self.controller.set_tasks_per_group(self.chunks.tasks_per_group(self.inflight) or 1.0)
+        self._ac.update([fut])
+
     def _submit_rests(self) -> None:
         """Probe groups submitted in two stages (``dask_workspace.probe_group``): their rest
         goes once their head is measured; the group waits on the rest's final tasks."""
@@ -327,14 +352,30 @@ class StudyRunner:
         if self.settings.mode == "window":
             self.chunks.poll()  # probe measurements first: they may widen the window
             # Asked again after each group: a packed group's plan widens the auto window.
-            while self.pending and len(self.inflight) < self.chunks.admission_limit(
-                window=self.controller.limit,
-                threads=self.controller.threads,
-                tasks_per_thread=self.settings.tasks_per_thread,
-                tasks_per_group=self.study.tasks_per_group,
-                inflight=self.inflight,
-            ):
-                self._submit_group(self.pending.popleft(), attempt=0)
+            while self.pending:
+                room = self.chunks.admission_limit(
+                    window=self.controller.limit,
+                    threads=self.controller.threads,
+                    tasks_per_thread=self.settings.tasks_per_thread,
+                    tasks_per_group=self.study.tasks_per_group,
+                    inflight=self.inflight,
+                ) - len(self.inflight)
+                if room <= 0:
+                    break
+                k = self.chunks.pack_size(
+                    study=self.study,
+                    pending=self.pending,
+                    window=self.controller.group_capacity,
+                    room=room,
+                    threads=self.controller.threads,
+                    replicate_bytes=self.controller.replicate_bytes,
+                    memory_per_thread=self.controller.memory_per_thread,
+                    memory_fraction=self.settings.memory_fraction,
+                )
+                if k > 1:
+                    self._submit_pack([self.pending.popleft() for _ in range(k)])
+                else:
+                    self._submit_group(self.pending.popleft(), attempt=0)
         elif not self.inflight:
             # Barrier batches: the next batch only once every group of the last one finished.
             for _ in range(min(self.settings.batch_size, len(self.pending))):
@@ -356,11 +397,25 @@ class StudyRunner:
         return ac.next_batch(block=False)
 
     def _on_done(self, fut: Future, result: Any) -> None:
+        # Read once: a pack's first group to finish releases the pack's future, which changes
+        # its status before the pack's other groups are handled.
+        finished = fut.status == "finished"
+        packed = self.pack_groups.pop(fut.key, None)
+        if packed is not None:
+            # A finished pack returns each group's result in order; an erred one fails them all
+            # (each is then retried on its own: _finish).
+            parts = result if finished else [result] * len(packed)
+            for gid, part in zip(packed, parts, strict=True):
+                self._deliver(self.inflight[gid], fut, part, finished=finished)
+            return
         gid = self.key_group.pop(fut.key, None)
         if gid is None:
             return
-        group = self.inflight[gid]
-        if fut.status == "finished":
+        self._deliver(self.inflight[gid], fut, result, finished=finished)
+
+    def _deliver(self, group: _Group, fut: Future, result: Any, *, finished: bool) -> None:
+        """One final task's result (or error) for ``group``."""
+        if finished:
             # A chunked group's final task may carry several results (chunking.Finished).
             for kind, part in self.chunks.unpack(key_stage(fut.key), result):
                 if isinstance(part, TaskError):
@@ -671,6 +726,7 @@ class StudyRunner:
         """Drops every in-flight future (used when stopping early)."""
         self.inflight.clear()
         self.key_group.clear()
+        self.pack_groups.clear()
         self._ac.clear()
         self.chunks.drop_staged()
 

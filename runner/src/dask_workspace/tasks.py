@@ -53,21 +53,31 @@ def outputs_key(*, token: str, group_id: int, attempt: int) -> str:
 
 
 # ``-r3-`` one replicate, ``-t1-`` a target, ``-r0to7-`` a chunk of replicates, ``-r0to7-fused-`` a
-# whole group in one task (dask_workspace.chunking).
+# whole group in one task (dask_workspace.chunking), ``-g4to6-packed-`` several whole groups in
+# one task (dask_workspace.packing).
 _KEY = re.compile(
-    r"^(simulate|target|outputs)-(?P<token>.+)-g(?P<group>\d+)-"
+    r"^(simulate|target|outputs)-(?P<token>.+)-g(?P<group>\d+)(?:to(?P<last>\d+)-packed)?-"
     r"(?:[rt]\d+-|r\d+to\d+-(?:fused-)?)?a\d+$"
 )
 
 
-def parse_group(key: object, *, token: str) -> int | None:
-    """The group id of one of this study's task keys, or None for any other key."""
+def parse_groups(key: object, *, token: str) -> range | None:
+    """The group ids of one of this study's task keys (several for a pack), or None for any
+    other key."""
     if not isinstance(key, str):
         return None
     m = _KEY.match(key)
     if m is None or m.group("token") != token:
         return None
-    return int(m.group("group"))
+    first = int(m.group("group"))
+    last = first if m.group("last") is None else int(m.group("last"))
+    return range(first, last + 1)
+
+
+def parse_group(key: object, *, token: str) -> int | None:
+    """The (first) group id of one of this study's task keys, or None for any other key."""
+    groups = parse_groups(key, token=token)
+    return None if groups is None else groups.start
 
 
 def key_stage(key: str) -> str:

@@ -65,7 +65,8 @@ def auto_window(
     threads = max(capacity.threads, 1)
     # At least two groups, so that the next group fills the slots while one waits for its
     # slowest replicate.
-    by_threads = max(2, math.ceil(tasks_per_thread * threads / max(tasks_per_group, 1)))
+    # Fewer than one task per group: packed groups (dask_workspace.packing).
+    by_threads = max(2, math.ceil(tasks_per_thread * threads / max(tasks_per_group, 1e-3)))
     group_bytes = max(replicates, 1) * max(replicate_bytes, 1)
     by_memory: int | None = None
     if capacity.memory_limit > 0:
@@ -162,6 +163,23 @@ class WindowController:
     @property
     def threads(self) -> int:
         return 0 if self._capacity is None else self._capacity.threads
+
+    @property
+    def group_capacity(self) -> int:
+        """Groups the window could hold if each took fewer tasks (packed groups,
+        ``dask_workspace.packing``): a fixed window itself; the auto window's memory budget and
+        its maximum (its thread-based part follows the tasks per group); never more than a limit
+        that AIMD lowered."""
+        if self.fixed is not None:
+            cap = self.fixed
+        elif self.decision is None:
+            cap = self.limit
+        else:
+            by_memory = self.decision.by_memory
+            cap = self.max_window if by_memory is None else min(by_memory, self.max_window)
+        if self.limit < self.ceiling:
+            cap = min(cap, self.limit)
+        return max(1, cap)
 
     @property
     def memory_per_thread(self) -> int:
