@@ -200,6 +200,39 @@ def test_no_workers_exits_4_with_guidance(tmp_path):
         scheduler_only.stop()
 
 
+def test_ctrl_c_before_the_study_starts_exits_130_without_a_traceback(tmp_path):
+    """SIGINT while the runner waits for its first worker (before its own signal handler is in
+    place): exit 130 and a line that says what was kept, not click's "Aborted!" and exit 1."""
+    from distributed import Client
+
+    scheduler_only = start_cluster(tmp_path / "cluster", pods=())
+    try:
+        study = slow_study(tmp_path / "s.yaml", groups=2, median=0.0)
+        cmd = runner_command(
+            study, scheduler=scheduler_only.address, results=str(tmp_path / "r"), summary=None
+        )
+        env = _env({"DASK_WORKSPACE__RUNNER__NO_WORKERS_TIMEOUT": "120s"})
+        proc = subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT)
+        try:
+            with Client(scheduler_only.address, timeout=30) as probe:
+
+                def runner_connected() -> bool:
+                    n = probe.run_on_scheduler(lambda dask_scheduler: len(dask_scheduler.clients))
+                    return n >= 3  # the scheduler's own "fire-and-forget", this probe, the runner
+
+                wait_for(runner_connected, timeout=90, what="the runner's client")
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        assert proc.returncode == 130, err
+        assert "interrupted (SIGINT)" in err
+        assert "Aborted!" not in err and "Traceback" not in err
+    finally:
+        scheduler_only.stop()
+
+
 def test_unreachable_scheduler_exits_4_quickly(tmp_path):
     study = slow_study(tmp_path / "s.yaml", groups=1, median=0.0)
     with dask.config.set({"workspace.runner.connect-timeout": "2s"}):

@@ -15,7 +15,7 @@ from typing import Any
 
 import click
 
-from dask_workspace.errors import EXIT_BAD_INPUT, Problem, UsageError
+from dask_workspace.errors import EXIT_BAD_INPUT, EXIT_SIGINT, Problem, UsageError
 from dask_workspace.tls import config_tls_problem
 
 logger = logging.getLogger("dask_workspace")
@@ -180,6 +180,55 @@ def run(
     table), 4 the cluster cannot run the study, 5 writing results failed, 130/143 interrupted.
     """
     _setup_logging(log_level)
+    try:
+        _run(
+            study=study,
+            scheduler=scheduler,
+            results=results,
+            mode=mode,
+            window=window,
+            batch_size=batch_size,
+            summary_path=summary_path,
+            flush_groups=flush_groups,
+            flush_seconds=flush_seconds,
+            progress_interval=progress_interval,
+            retry_failed=retry_failed,
+            fail_fast=fail_fast,
+            allow_code_change=allow_code_change,
+            chunking=chunking,
+            chunk_seconds=chunk_seconds,
+        )
+    except KeyboardInterrupt:
+        # Ctrl-C before the runner's own handler is in place (loading the study, connecting,
+        # shipping the bundle) or a second Ctrl-C after it: click would print "Aborted!" and
+        # exit 1, which reads as a crash. Persisted groups are kept either way.
+        click.echo(
+            "interrupted (SIGINT): groups persisted so far are kept; run the same command "
+            "again to resume",
+            err=True,
+        )
+        sys.exit(EXIT_SIGINT)
+
+
+def _run(
+    *,
+    study: str,
+    scheduler: str,
+    results: str,
+    mode: str | None,
+    window: str | None,
+    batch_size: str | None,
+    summary_path: str | None,
+    flush_groups: str | None,
+    flush_seconds: str | None,
+    progress_interval: str | None,
+    retry_failed: bool,
+    fail_fast: str | None,
+    allow_code_change: bool | None,
+    chunking: str | None,
+    chunk_seconds: str | None,
+) -> None:
+    """The ``run`` command's work (see ``run``)."""
     if summary_path:
         # The summary file describes this run or does not exist: a stale one from an earlier
         # run must not be read as the result of a run that stopped on bad input.
