@@ -412,6 +412,18 @@ def chunking_section(
         str(tiny_window),
         env={"DASK_WORKSPACE__RUNNER__CHUNK_FOLD_TARGETS": "false"},
     )
+    # Whole short groups packed several to a task or each its own task (chunk-pack-groups).
+    out["no_pack"] = {
+        name: run_runner(
+            ws,
+            work,
+            f"chunk-{name}-nopack",
+            scenarios[name][0],
+            *scenarios[name][1],
+            env={"DASK_WORKSPACE__RUNNER__CHUNK_PACK_GROUPS": "false"},
+        )
+        for name in ("trivial", "sir-grid", "lognormal 5 ms")
+    }
     if bare is None:
         bare = run_bare(ws, groups=large_p, reps=tiny_reps)
     out["bare"] = bare
@@ -484,13 +496,21 @@ def chunking_goals(c: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def packs(d: dict[str, Any]) -> str:
+    """Groups packed several to a task, with ``size×count`` per pack size (``-`` when none)."""
+    sizes = d.get("pack_sizes") or {}
+    if not d.get("groups_packed"):
+        return "0"
+    return f"{d['groups_packed']} ({', '.join(f'{k}×{n}' for k, n in sizes.items())})"
+
+
 def chunking_report(c: dict[str, Any]) -> list[str]:
     sc = c["scenarios"]
     out = [
         "| scenario | chunking | groups | wall s | groups/s | utilization | tasks submitted | "
         "peak scheduler tasks | peak in-flight groups (window) | chunk sizes (min/median/max) | "
-        "fused groups |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "fused groups | packed groups (pack sizes) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, pair in sc.items():
         for mode in ("off", "auto"):
@@ -501,7 +521,7 @@ def chunking_report(c: dict[str, Any]) -> list[str]:
                 f"{d['tasks_submitted']} | {d['peak_scheduler_tasks']} | "
                 f"{d['peak_inflight_groups']} ({d['window']}) | "
                 f"{d.get('chunk_size_min')}/{d.get('chunk_size_median')}/"
-                f"{d.get('chunk_size_max')} | {d.get('groups_fused')} |"
+                f"{d.get('chunk_size_max')} | {d.get('groups_fused')} | {packs(d)} |"
             )
     nf = c["no_fold"]
     tr = sc["trivial"]["auto"]
@@ -513,6 +533,26 @@ def chunking_report(c: dict[str, Any]) -> list[str]:
         f"Bare per-replicate `as_completed` loop (everything submitted at once, no "
         f"persistence): {c['bare']['groups_per_second']} groups/s.",
         "",
+    ]
+    if "no_pack" in c:
+        out += [
+            "Whole short groups packed several to one task (`chunk-pack-groups`, the default) "
+            "against each group its own task, same cluster, same run:",
+            "",
+            "| scenario | packing | wall s | groups/s | utilization | tasks submitted | "
+            "peak scheduler tasks | peak in-flight groups (window) | packed groups (pack sizes) |",
+            "|---|---|---|---|---|---|---|---|---|",
+        ]
+        for name, d_off in c["no_pack"].items():
+            for label, d in (("off", d_off), ("on", sc[name]["auto"])):
+                out.append(
+                    f"| {name} | {label} | {fmt(d['wall_seconds'], 2)} | "
+                    f"{d['groups_per_second']} | {fmt(d['utilization'], 3)} | "
+                    f"{d['tasks_submitted']} | {d['peak_scheduler_tasks']} | "
+                    f"{d['peak_inflight_groups']} ({d['window']}) | {packs(d)} |"
+                )
+        out.append("")
+    out += [
         "`--chunk-seconds` sweep (R = 64 replicates of median 5 ms, σ = 1, per group; auto "
         "window):",
         "",

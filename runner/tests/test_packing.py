@@ -120,6 +120,25 @@ def test_the_window_offers_packs_its_memory_budget_a_fixed_size_or_an_aimd_limit
     assert auto.group_capacity == 6
 
 
+def test_the_summary_window_is_the_widest_the_packs_made_it():
+    c = WindowController(
+        fixed=None,
+        tasks_per_group=1,
+        replicates=30,
+        tasks_per_thread=3,
+        memory_fraction=0.5,
+        replicate_memory=1024,
+        safety_factor=1.0,
+        max_window=500,
+    )
+    c.update(Capacity(workers=2, threads=4, memory_limit=4 * 2**30))
+    assert c.limit == c.peak_limit == 12
+    c.set_tasks_per_group(1 / 3)  # packs of 3 in flight: the window admits 3x the groups
+    assert c.limit == c.peak_limit == 36
+    c.set_tasks_per_group(1)  # the last groups go one task each: the window narrows again
+    assert (c.limit, c.peak_limit) == (12, 36)
+
+
 # -- real runs ------------------------------------------------------------------------------------
 
 

@@ -1020,7 +1020,7 @@ def run_study(
         memory_restarts=stats.get("memory_restarts", 0),
         wall_seconds=round(time.monotonic() - runner.started_at, 3),
         utilization=utilization,
-        window=runner.controller.ceiling if settings.mode == "window" else None,
+        window=runner.controller.peak_limit if settings.mode == "window" else None,
         exit_code=code,
         status=status,
         message=message,

@@ -123,6 +123,10 @@ class WindowController:
         self.decision: WindowDecision | None = None
         self.ceiling = fixed or 1
         self.limit = self.ceiling
+        #: The largest the limit was during the run (the summary's ``window``): packed groups
+        #: (``dask_workspace.packing``) widen the auto window while they are in flight, and the
+        #: groups in flight are bounded by the window of that moment, not of the run's end.
+        self.peak_limit = self.limit
         self.decreases = 0
         self.increases = 0
         self._credit = 0.0
@@ -159,6 +163,7 @@ class WindowController:
         if self.limit >= old_ceiling:
             self.limit = self.ceiling
         self.limit = max(1, min(self.limit, self.ceiling))
+        self.peak_limit = max(self.peak_limit, self.limit)
 
     @property
     def threads(self) -> int:
@@ -226,4 +231,5 @@ class WindowController:
         if self._credit >= 1.0:
             self._credit = 0.0
             self.limit = min(self.ceiling, self.limit + 1)
+            self.peak_limit = max(self.peak_limit, self.limit)
             self.increases += 1
