@@ -247,6 +247,30 @@ def run_study_cli(
     return CliResult(proc.returncode, proc.stdout, proc.stderr, data)
 
 
+def run_modes(
+    study: pathlib.Path,
+    *,
+    scheduler: str,
+    tmp_path: pathlib.Path,
+    modes: dict[str, Sequence[str]],
+    expect: int,
+) -> dict[str, tuple[Any, dict[str, Any]]]:
+    """Runs the study once per mode (name -> runner flags), each into its own results location
+    under ``tmp_path``, checks the exit code and returns each mode's results and summary."""
+    out = {}
+    for name, args in modes.items():
+        res = run_study_cli(
+            study,
+            scheduler=scheduler,
+            results=str(tmp_path / name),
+            summary=tmp_path / f"{name}.json",
+            args=args,
+        )
+        assert res.returncode == expect, res.stderr
+        out[name] = (read_results(str(tmp_path / name)), res.summary)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------
 # Results compared bit for bit, and worker deaths (chunking and packing tests)
 

@@ -15,6 +15,7 @@ from conftest import (
     result_frames,
     run_cli,
     run_kill_once,
+    run_modes,
     run_study_cli,
     write_study,
 )
@@ -457,17 +458,16 @@ def test_a_replicate_raising_inside_a_chunk_is_reported_as_that_replicate(cluste
         seed=seed,
         outputs=["series"],
     )
-    results = {}
-    for name, args in {"off": ["--chunking", "off"], "auto": ["--chunk-seconds", "10"]}.items():
-        res = run_study_cli(
-            study,
-            scheduler=cluster.address,
-            results=str(tmp_path / name),
-            summary=tmp_path / f"{name}.json",
-            args=[*args, "--window", "1"],
-        )
-        assert res.returncode == 3, res.stderr
-        results[name] = (read_results(str(tmp_path / name)), res.summary)
+    results = run_modes(
+        study,
+        scheduler=cluster.address,
+        tmp_path=tmp_path,
+        modes={
+            "off": ["--chunking", "off", "--window", "1"],
+            "auto": ["--chunk-seconds", "10", "--window", "1"],
+        },
+        expect=3,
+    )
     (off, _), (auto, s) = results["off"], results["auto"]
     assert s["groups_fused"] >= 3  # the failing groups ran inside fused chunks
     assert off.failed == auto.failed == {2, 3, 4}

@@ -8,7 +8,7 @@ import pathlib
 import re
 
 import yaml
-from conftest import assert_same_results, run_kill_once, run_study_cli, write_study
+from conftest import assert_same_results, run_kill_once, run_modes, run_study_cli, write_study
 
 from dask_workspace.packing import MAX_PACK, leading_run, pack_key, pack_size
 from dask_workspace.results import read_results
@@ -98,31 +98,10 @@ def test_packed_groups_widen_the_auto_window_within_its_memory_budget():
     assert tight.window == tight.by_memory == 4
 
 
-def test_the_window_offers_packs_its_memory_budget_a_fixed_size_or_an_aimd_limit():
-    def controller(fixed=None):
-        c = WindowController(
-            fixed=fixed,
-            tasks_per_group=1,
-            replicates=30,
-            tasks_per_thread=3,
-            memory_fraction=0.5,
-            replicate_memory=1024,
-            safety_factor=1.0,
-            max_window=500,
-        )
-        c.update(Capacity(workers=2, threads=4, memory_limit=4 * 2**30))
-        return c
-
-    auto = controller()
-    assert auto.limit == 12 and auto.group_capacity == 500  # max_window below the memory cap
-    assert controller(fixed=16).group_capacity == 16
-    auto.limit = 6  # AIMD halved it after memory trouble
-    assert auto.group_capacity == 6
-
-
-def test_the_summary_window_is_the_widest_the_packs_made_it():
+def controller(fixed=None):
+    """A window on 2 workers x 4 threads with 4 GiB, R = 30 replicates of 1 KiB, at most 500."""
     c = WindowController(
-        fixed=None,
+        fixed=fixed,
         tasks_per_group=1,
         replicates=30,
         tasks_per_thread=3,
@@ -132,6 +111,19 @@ def test_the_summary_window_is_the_widest_the_packs_made_it():
         max_window=500,
     )
     c.update(Capacity(workers=2, threads=4, memory_limit=4 * 2**30))
+    return c
+
+
+def test_the_window_offers_packs_its_memory_budget_a_fixed_size_or_an_aimd_limit():
+    auto = controller()
+    assert auto.limit == 12 and auto.group_capacity == 500  # max_window below the memory cap
+    assert controller(fixed=16).group_capacity == 16
+    auto.limit = 6  # AIMD halved it after memory trouble
+    assert auto.group_capacity == 6
+
+
+def test_the_summary_window_is_the_widest_the_packs_made_it():
+    c = controller()
     assert c.limit == c.peak_limit == 12
     c.set_tasks_per_group(1 / 3)  # packs of 3 in flight: the window admits 3x the groups
     assert c.limit == c.peak_limit == 36
@@ -185,17 +177,16 @@ def test_a_replicate_raising_inside_a_pack_fails_its_group_only(cluster, tmp_pat
     study = write_study(
         tmp_path / "fail.yaml", parameters={"sets": sets}, replicates=6, outputs=["series"]
     )
-    out = {}
-    for name, args in {"off": ["--chunking", "off"], "packed": ["--chunk-seconds", "5"]}.items():
-        res = run_study_cli(
-            study,
-            scheduler=cluster.address,
-            results=str(tmp_path / name),
-            summary=tmp_path / f"{name}.json",
-            args=[*args, "--window", "40"],
-        )
-        assert res.returncode == 3, res.stderr
-        out[name] = (read_results(str(tmp_path / name)), res.summary)
+    out = run_modes(
+        study,
+        scheduler=cluster.address,
+        tmp_path=tmp_path,
+        modes={
+            "off": ["--chunking", "off", "--window", "40"],
+            "packed": ["--chunk-seconds", "5", "--window", "40"],
+        },
+        expect=3,
+    )
     (off, _), (packed, s) = out["off"], out["packed"]
     assert s["groups_packed"] >= 8
     assert off.failed == packed.failed == {5}

@@ -8,9 +8,11 @@ traceback. See ``dask_workspace.errors`` for every exit code.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
+from collections.abc import Callable
 from typing import Any
 
 import click
@@ -36,6 +38,26 @@ def _fail(err: UsageError) -> None:
     for line in err.format().splitlines():
         click.echo(f"error: {line}", err=True)
     sys.exit(EXIT_BAD_INPUT)
+
+
+def _interrupt_exits_130(command: Callable[..., None]) -> Callable[..., None]:
+    """Ctrl-C before the runner's own handler is in place (loading the study, connecting,
+    shipping the bundle) or a second Ctrl-C after it: click would print "Aborted!" and exit 1,
+    which reads as a crash. Exit 130 with what was kept instead (persisted groups stay)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        try:
+            command(*args, **kwargs)
+        except KeyboardInterrupt:
+            click.echo(
+                "interrupted (SIGINT): groups persisted so far are kept; run the same command "
+                "again to resume",
+                err=True,
+            )
+            sys.exit(EXIT_SIGINT)
+
+    return wrapper
 
 
 def _check_scheduler(address: str) -> None:
@@ -156,6 +178,7 @@ def main() -> None:
     type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
     help="Log level of the runner's messages (stderr).",
 )
+@_interrupt_exits_130
 def run(
     study: str,
     scheduler: str,
@@ -180,55 +203,6 @@ def run(
     table), 4 the cluster cannot run the study, 5 writing results failed, 130/143 interrupted.
     """
     _setup_logging(log_level)
-    try:
-        _run(
-            study=study,
-            scheduler=scheduler,
-            results=results,
-            mode=mode,
-            window=window,
-            batch_size=batch_size,
-            summary_path=summary_path,
-            flush_groups=flush_groups,
-            flush_seconds=flush_seconds,
-            progress_interval=progress_interval,
-            retry_failed=retry_failed,
-            fail_fast=fail_fast,
-            allow_code_change=allow_code_change,
-            chunking=chunking,
-            chunk_seconds=chunk_seconds,
-        )
-    except KeyboardInterrupt:
-        # Ctrl-C before the runner's own handler is in place (loading the study, connecting,
-        # shipping the bundle) or a second Ctrl-C after it: click would print "Aborted!" and
-        # exit 1, which reads as a crash. Persisted groups are kept either way.
-        click.echo(
-            "interrupted (SIGINT): groups persisted so far are kept; run the same command "
-            "again to resume",
-            err=True,
-        )
-        sys.exit(EXIT_SIGINT)
-
-
-def _run(
-    *,
-    study: str,
-    scheduler: str,
-    results: str,
-    mode: str | None,
-    window: str | None,
-    batch_size: str | None,
-    summary_path: str | None,
-    flush_groups: str | None,
-    flush_seconds: str | None,
-    progress_interval: str | None,
-    retry_failed: bool,
-    fail_fast: str | None,
-    allow_code_change: bool | None,
-    chunking: str | None,
-    chunk_seconds: str | None,
-) -> None:
-    """The ``run`` command's work (see ``run``)."""
     if summary_path:
         # The summary file describes this run or does not exist: a stale one from an earlier
         # run must not be read as the result of a run that stopped on bad input.
