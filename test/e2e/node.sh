@@ -9,8 +9,9 @@
 #   results volume (a hostPath PersistentVolume) → scaling the workers 2 → 1 while a study runs
 #   retires a worker (its preStop hook) and recomputes 0 tasks → a worker Deployment patched to
 #   zero headroom (validation bypassed, as the reliability suite does) is OOM-killed by the kernel
-#   (counted in the pod's memory cgroup; on this cgroup v1 machine the kernel kills one process and
-#   the kubelet reports no OOMKilled, see docs/e2e.md) → `pulumi destroy` leaves no pod and no
+#   (counted in the pod's memory cgroup), the kubelet reports the container OOMKilled and the
+#   runner's pod watcher counts it (on this cgroup v1 machine the kernel's choice is steered to the
+#   container's main process, as cgroup v2 kills the whole container; docs/e2e.md) → `pulumi destroy` leaves no pod and no
 #   container running.
 #
 # Network: everything (control plane, node, pods) lives in one network namespace this script

@@ -17,6 +17,7 @@ import os
 import pathlib
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -636,14 +637,16 @@ def oom() -> None:
 
     wait_for("the zero-headroom worker pod", rolled, timeout=300)
     # This machine has cgroup v1: there the kernel kills one process of a container that runs out
-    # of memory (the largest: a worker process), the nanny starts it again, and the container
-    # lives on, so the kubelet has no OOMKilled to report and the runner's pod watcher none to
-    # count; the runner sees, at most, a worker death (the nanny restarts the process). On cgroup v2 nodes (AKS's default) the kubelet has
-    # the kernel kill the container's processes as a group, the container ends OOMKilled, and
-    # the watcher counts it (that path is checked against the API in `npm run test:e2e`). Which
-    # process the kernel picks cannot be steered here: the container's processes share one
-    # oom_score_adj, and this machine's root lacks CAP_SYS_RESOURCE, so none can be lowered. So the
-    # kernel's own count is read from the pod's memory cgroup.
+    # of memory (by its own choice the largest, a worker process), the nanny starts it again and
+    # the container lives on, so the kubelet has no OOMKilled to report. On cgroup v2 nodes
+    # (AKS's default) the kubelet has the kernel kill all of a container's processes together
+    # (memory.oom.group): the container ends, OOMKilled. To reproduce that end here, the
+    # container's main process (the nanny host) is made the kernel's first choice: its
+    # oom_score_adj is raised to 1000 from the node (raising needs no privilege), and every other
+    # process of the container is kept at the container's own score (a worker the nanny starts
+    # inherits 1000 from it; lowering back to the container's score is allowed without
+    # CAP_SYS_RESOURCE, which this machine's root lacks). The OOM itself is still the kernel's,
+    # caused by the zero headroom; the kubelet and containerd report it as they would anywhere.
     (pod,) = [p for p in pods(WORKER_SELECTOR) if p.metadata.deletion_timestamp is None]
     uid = pod.metadata.uid
     (oom_control,) = pathlib.Path("/sys/fs/cgroup/memory").glob(
@@ -654,31 +657,73 @@ def oom() -> None:
         f"worker pod {pod.metadata.name}: memory cgroup limit {limit} bytes ({oom_control.parent})"
     )
     check(limit == 1024 * MI, f"the pod's memory cgroup limit is {limit}, not 1Gi")
+    cid = pod.status.container_statuses[0].container_id.split("://", 1)[1]
+    main_pid = task_pid(cid)
+    (procs,) = oom_control.parent.glob(f"**/{cid}/cgroup.procs")
+    base = pathlib.Path(f"/proc/{main_pid}/oom_score_adj").read_text().strip()
+    pathlib.Path(f"/proc/{main_pid}/oom_score_adj").write_text("1000")
+    stop = threading.Event()
+    lowered: list[int] = []
+
+    def others_at_base() -> None:
+        while not stop.wait(0.02):
+            try:
+                pids = [int(p) for p in procs.read_text().split()]
+            except OSError:
+                return  # the container is gone (its main process was killed)
+            for p in pids:
+                adj = pathlib.Path(f"/proc/{p}/oom_score_adj")
+                with contextlib.suppress(OSError):  # a process that just exited
+                    if p != main_pid and adj.read_text().strip() != base:
+                        adj.write_text(base)
+                        lowered.append(p)
+
+    keeper = threading.Thread(target=others_at_base, daemon=True)
+    keeper.start()
+    say(
+        f"worker container {cid[:12]}: main process {main_pid} oom_score_adj {base} -> 1000, "
+        f"its other processes kept at {base}"
+    )
 
     def oom_kills() -> int:
         """The kernel's count of processes it OOM-killed in the pod (cgroup v1 counts each kill in
         the victim's own cgroup: the container's, below the pod's)."""
         total = 0
         for f in oom_control.parent.glob("**/memory.oom_control"):
-            with contextlib.suppress(
-                OSError
-            ):  # a container's cgroup that just went away
+            with contextlib.suppress(OSError):  # a container's cgroup that just went away
                 fields = dict(ln.split() for ln in f.read_text().splitlines())
                 total += int(fields.get("oom_kill", 0))
         return total
 
+    def oom_killed() -> list[str]:
+        """Worker containers whose kubelet status says OOMKilled (now or as the last state)."""
+        out = []
+        for p in pods(WORKER_SELECTOR):
+            for c in p.status.container_statuses or []:
+                for st in (c.last_state, c.state):
+                    t = st.terminated if st else None
+                    if t is not None and t.reason == "OOMKilled":
+                        out.append(f"{p.metadata.name}/{c.name} exit {t.exit_code}")
+        return out
+
     study = (ROOT / "examples/studies/leak/leak.yaml").read_text()
     name = run_clone("node-leak", study, {"leaky.py": LEAKY})
     t0 = time.monotonic()
-    wait_for(
-        "a kernel OOM kill in the worker pod's memory cgroup",
-        oom_kills,
-        timeout=300,
-        interval=0.2,
-    )
-    say(
-        f"kernel OOM kill in the pod's memory cgroup {time.monotonic() - t0:.1f} s after the study started"
-    )
+    try:
+        wait_for(
+            "a kernel OOM kill in the worker pod's memory cgroup",
+            oom_kills,
+            timeout=300,
+            interval=0.2,
+        )
+        say(
+            f"kernel OOM kill in the pod's memory cgroup {time.monotonic() - t0:.1f} s after the "
+            "study started"
+        )
+        killed = wait_for("an OOMKilled worker container (kubelet status)", oom_killed, 120)
+        say(f"kubelet status {time.monotonic() - t0:.1f} s after the study started: {killed}")
+    finally:
+        stop.set()
     state = wait_for("the leak study's Job", lambda: job_done(name), timeout=600)
     s = json.loads((RESULTS / name / "summary.json").read_text())
     keys = (
@@ -689,7 +734,6 @@ def oom() -> None:
         "pod_oom_kills",
     )
     say(f"Job {name}: {state}; summary {json.dumps({k: s.get(k) for k in keys})}")
-    kills = oom_kills()
     statuses = [
         (
             c.restart_count,
@@ -699,7 +743,12 @@ def oom() -> None:
         for c in p.status.container_statuses or []
     ]
     say(
-        f"kernel OOM kills in the pod: {kills}; worker container (restarts, last termination): {statuses}"
+        f"kernel OOM kills in the pod: {oom_kills()}; worker processes kept at the container's "
+        f"score: {len(set(lowered))}; worker container (restarts, last termination): {statuses}"
+    )
+    check(
+        (s.get("pod_oom_kills") or 0) >= 1,
+        "the runner's pod watcher counted no OOMKilled container from the kubelet's status",
     )
     check(s["groups_persisted"] == s["groups_total"], "groups lost to the OOM kills")
     for job in ("node-hold", "node-leak"):
