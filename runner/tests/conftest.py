@@ -351,6 +351,32 @@ def fragile_cluster(tmp_path_factory, model_dir):
         c.stop()
 
 
+def run_poison(
+    cluster: Any,
+    tmp_path: pathlib.Path,
+    *,
+    kills: Sequence[bool],
+    replicates: int,
+    args: Sequence[str],
+) -> tuple[CliResult, str]:
+    """A study whose group i kills every worker it runs on when ``kills[i]`` (group i has x =
+    i), run on ``cluster`` (a fragile cluster); the run must exit 3. Returns the result and
+    the results URI."""
+    sets = [{"x": float(i), "kill_worker": k} for i, k in enumerate(kills)]
+    study = write_study(tmp_path / "poison.yaml", parameters={"sets": sets}, replicates=replicates)
+    uri = str(tmp_path / "res")
+    res = run_study_cli(
+        study,
+        scheduler=cluster.address,
+        results=uri,
+        summary=tmp_path / "s.json",
+        args=args,
+        timeout=240,
+    )
+    assert res.returncode == 3, res.stderr
+    return res, uri
+
+
 def run_kill_once(cluster, model_dir, tmp_path, *, name, groups, kill, replicates, seed, window=1):
     """Runs a study of the kill-once model (``groups`` groups; group ``kill``'s first replicate to
     run SIGKILLs its worker, once) with a window of ``window`` and chunks of up to 10 s. Returns

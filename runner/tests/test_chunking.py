@@ -16,6 +16,7 @@ from conftest import (
     run_cli,
     run_kill_once,
     run_modes,
+    run_poison,
     run_study_cli,
     write_study,
 )
@@ -631,27 +632,13 @@ def test_a_poison_staged_head_fails_its_group_after_one_retry(fragile_cluster, t
     """A probe group whose head replicate kills every worker it runs on: the head ends as
     KilledWorker, the rest (which depends on it) errs with it, and the group is retried with new
     keys (planned as usual, not staged again) and then recorded as failed."""
-    study = write_study(
-        tmp_path / "poisonhead.yaml",
-        parameters={
-            "sets": [
-                {"x": 0.0, "kill_worker": True},
-                {"x": 1.0, "kill_worker": False},
-                {"x": 2.0, "kill_worker": False},
-            ]
-        },
+    res, uri = run_poison(
+        fragile_cluster,
+        tmp_path,
+        kills=[True, False, False],
         replicates=4,
-    )
-    uri = str(tmp_path / "res")
-    res = run_study_cli(
-        study,
-        scheduler=fragile_cluster.address,
-        results=uri,
-        summary=tmp_path / "s.json",
         args=["--window", "1", "--chunk-seconds", "10"],
-        timeout=240,
     )
-    assert res.returncode == 3, res.stderr
     s = res.summary
     # Group 0's head never reported a duration, so the next group is still a probe: staged too
     # (its head is what measures the replicates).

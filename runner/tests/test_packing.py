@@ -8,7 +8,14 @@ import pathlib
 import re
 
 import yaml
-from conftest import assert_same_results, run_kill_once, run_modes, run_study_cli, write_study
+from conftest import (
+    assert_same_results,
+    run_kill_once,
+    run_modes,
+    run_poison,
+    run_study_cli,
+    write_study,
+)
 
 from dask_workspace.packing import MAX_PACK, leading_run, pack_key, pack_size
 from dask_workspace.results import read_results
@@ -226,18 +233,13 @@ def test_a_poison_group_in_a_pack_is_isolated_on_its_retry(fragile_cluster, tmp_
     """Group 3 kills every worker it runs on. Its pack (groups 3 and 4) ends as KilledWorker;
     both groups are retried on their own (never packed again): group 4 is persisted, group 3
     kills its workers again and is recorded as failed, alone."""
-    sets = [{"x": float(i), "kill_worker": i == 3} for i in range(8)]
-    study = write_study(tmp_path / "poison.yaml", parameters={"sets": sets}, replicates=4)
-    uri = str(tmp_path / "res")
-    res = run_study_cli(
-        study,
-        scheduler=fragile_cluster.address,
-        results=uri,
-        summary=tmp_path / "s.json",
+    res, uri = run_poison(
+        fragile_cluster,
+        tmp_path,
+        kills=[i == 3 for i in range(8)],
+        replicates=4,
         args=["--window", "8", "--chunk-seconds", "10"],
-        timeout=240,
     )
-    assert res.returncode == 3, res.stderr
     s = res.summary
     assert s["pack_sizes"] == {"2": 2}
     assert s["groups_failed"] == 1 and s["groups_persisted"] == 7

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import run_study_cli, start_cluster, write_study
+from conftest import run_poison, run_study_cli, start_cluster, write_study
 
 from dask_workspace.results import read_results
 
@@ -25,27 +25,9 @@ def fragile_cluster(tmp_path_factory):
 
 
 def test_poison_group_is_retried_once_then_failed_and_the_run_goes_on(fragile_cluster, tmp_path):
-    study = write_study(
-        tmp_path / "poison.yaml",
-        parameters={
-            "sets": [
-                {"x": 0.0, "kill_worker": False},
-                {"x": 1.0, "kill_worker": True},
-                {"x": 2.0, "kill_worker": False},
-            ]
-        },
-        replicates=1,
+    res, uri = run_poison(
+        fragile_cluster, tmp_path, kills=[False, True, False], replicates=1, args=["--window", "1"]
     )
-    uri = str(tmp_path / "res")
-    res = run_study_cli(
-        study,
-        scheduler=fragile_cluster.address,
-        results=uri,
-        summary=tmp_path / "s.json",
-        args=["--window", "1"],
-        timeout=240,
-    )
-    assert res.returncode == 3, res.stderr
     s = res.summary
     assert s["groups_retried"] == 1
     assert s["groups_failed"] == 1 and s["groups_persisted"] == 2
